@@ -1,0 +1,1 @@
+"""Evaluation protocols on frozen features (numpy arrays in, metrics out), one module each."""
