@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from idrcell import __version__
+from idrcell.client import BASE_URL_ENV, DEFAULT_BASE_URL, ClientConfig
+from idrcell.dataset import ShardLimits
+from idrcell.experiments import Experiment, ExperimentListError, find_experiment, load_experiments
+from idrcell.stage import StageConfig
 
 app = typer.Typer(
     name="idrcell",
@@ -12,6 +24,31 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+experiments_app = typer.Typer(
+    help="Experiment lists: the curated default, and validation.", no_args_is_help=True
+)
+app.add_typer(experiments_app, name="experiments")
+
+console = Console()
+errors = Console(stderr=True)
+
+# Options shared by `stage` and `build`.
+EXPERIMENTS = typer.Option(
+    ..., "--experiments", "-e", help="Experiment list CSV (study,container,id,n_images,...)."
+)
+OUT = typer.Option(
+    ..., "--out", "-o", help="Output directory (staging/, shards/, index.parquet, dataset.json)."
+)
+SEED = typer.Option(0, "--seed", help="Seed of the sampling and of the global shuffle.")
+BASE_URL = typer.Option(
+    DEFAULT_BASE_URL, "--base-url", envvar=BASE_URL_ENV, help="IDR (or emulator) base URL."
+)
+CONCURRENCY = typer.Option(8, "--concurrency", min=1, help="Most requests in flight at once, over all jobs.")
+TIMEOUT = typer.Option(60.0, "--timeout", min=0.1, help="Seconds before one request counts as timed out.")
+RETRIES = typer.Option(8, "--retries", min=0, help="Retries of a request after transient errors.")
+MAX_CHANNELS = typer.Option(10, "--max-channels", min=1, help="Skip images with more channels than this.")
+SHARD_SAMPLES = typer.Option(2000, "--max-shard-samples", min=1, help="Most samples in one shard.")
+SHARD_BYTES = typer.Option(1_000_000_000, "--max-shard-bytes", min=1, help="Most bytes in one shard.")
 
 
 def _print_version(value: bool) -> None:
@@ -25,5 +62,291 @@ def main(
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
     ),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Log more (-v info, -vv debug)."),
 ) -> None:
     """Build multi-channel 224 x 224 WebDataset shards from the Image Data Resource (IDR)."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _fail(message: str) -> typer.Exit:
+    errors.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(1)
+
+
+def _load_list(path: Path) -> list[Experiment]:
+    try:
+        return load_experiments(path)
+    except ExperimentListError as error:
+        raise _fail(str(error)) from None
+
+
+def _stage_config(
+    seed: int, base_url: str, concurrency: int, timeout: float, retries: int, max_channels: int
+) -> StageConfig:
+    client = ClientConfig(
+        base_url=base_url, concurrency=concurrency, timeout_s=timeout, max_retries=retries, seed=seed
+    )
+    return StageConfig(seed=seed, max_channels=max_channels, client=client, cpu_workers=2)
+
+
+# -- experiments -------------------------------------------------------------------------------
+@experiments_app.command("default")
+def experiments_default() -> None:
+    """Print the curated default list: 79 cell-culture IDR experiments, 1,300 images each."""
+    from idrcell.default_list import default_experiments_csv_text
+
+    typer.echo(default_experiments_csv_text(), nl=False)
+
+
+@experiments_app.command("check")
+def experiments_check(path: Path = typer.Argument(..., help="Experiment list CSV to validate.")) -> None:
+    """Validate an experiment list and show what it asks for; exit 1 listing every problem."""
+    experiments = _load_list(path)
+    table = Table(title=f"{len(experiments)} experiments in {path}")
+    for column in ("study", "container", "kind", "id", "n_images", "channels", "z", "t"):
+        table.add_column(column)
+    for e in experiments:
+        channels = ";".join(map(str, e.channels)) if e.channels else "all"
+        table.add_row(e.study, e.container, e.kind, *(str(v) for v in (e.id, e.n_images, channels, e.z, e.t)))
+    console.print(table)
+
+
+# -- stage / merge / build ---------------------------------------------------------------------
+def _staging_bars(targets: dict[str, int]):
+    from idrcell.cli_report import StageBars
+
+    return StageBars(console, targets)
+
+
+def _report_stages(results, out: Path, seconds: float) -> None:
+    from idrcell.cli_report import failure_logs, stage_table, totals_line
+
+    console.print(stage_table(results))
+    console.print(totals_line(results, seconds), highlight=False)
+    for result in results:
+        if result.error:
+            errors.print(f"[red]{result.name}:[/red] {result.error}", highlight=False)
+        elif result.short:
+            console.print(
+                f"[yellow]{result.name}: only {result.selected} usable images of {result.requested} "
+                "asked for; all were taken[/yellow]",
+                highlight=False,
+            )
+    logs = failure_logs(out, results)
+    if logs:
+        console.print(
+            f"skipped and failed images are logged in: {', '.join(str(p) for p in logs)}", highlight=False
+        )
+
+
+@app.command()
+def stage(
+    experiments: Path = EXPERIMENTS,
+    study: str = typer.Option(..., "--study", help="Study of the experiment to stage, as in the list."),
+    container: str = typer.Option(..., "--container", help="Container of the experiment, as in the list."),
+    out: Path = OUT,
+    seed: int = SEED,
+    base_url: str = BASE_URL,
+    concurrency: int = CONCURRENCY,
+    timeout: float = TIMEOUT,
+    retries: int = RETRIES,
+    max_channels: int = MAX_CHANNELS,
+) -> None:
+    """Stage one experiment of a list (one independent, resumable job) into OUT/staging/."""
+    from idrcell.executors import make_jobs, run_job
+
+    rows = _load_list(experiments)
+    try:
+        experiment = find_experiment(rows, study, container)
+    except KeyError as error:
+        raise _fail(f"{experiments}: {error.args[0]}") from None
+    config = _stage_config(seed, base_url, concurrency, timeout, retries, max_channels)
+    (job,) = make_jobs([experiment], experiments, out, config)
+    started = time.monotonic()
+    with _staging_bars({experiment.name: experiment.n_images}) as bars:
+        result = run_job(job, bars.update)
+    _report_stages([result], out, time.monotonic() - started)
+    if result.already_done:
+        console.print(f"Nothing to do: {experiment.omero_name} is already staged in {out}.")
+    if not result.complete:
+        hint = "" if result.error else "; run the same command again to retry them"
+        raise _fail(f"{experiment.omero_name} did not finish ({result.failed} images failed{hint})")
+
+
+def _merge_bar():
+    return Progress(
+        TextColumn("writing shards"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+@app.command()
+def merge(
+    experiments: Path = EXPERIMENTS,
+    out: Path = OUT,
+    seed: int = SEED,
+    max_shard_samples: int = SHARD_SAMPLES,
+    max_shard_bytes: int = SHARD_BYTES,
+) -> None:
+    """Combine the staged experiments of a list into shuffled shards, index.parquet and dataset.json."""
+    from idrcell.merge import MergeError, merge_stages
+
+    rows = _load_list(experiments)
+    with _merge_bar() as bar:
+        task = bar.add_task("merge", total=None)
+        try:
+            result = merge_stages(
+                rows,
+                out,
+                seed=seed,
+                limits=ShardLimits(max_shard_samples, max_shard_bytes),
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except MergeError as error:
+            raise _fail(str(error)) from None
+    _report_merge(result, out)
+
+
+def _report_merge(result, out: Path) -> None:
+    s = result.summary
+    if result.already_done:
+        console.print(f"Nothing to do: {out} is already complete ({s.samples} samples in {s.shards} shards).")
+    else:
+        console.print(
+            f"Wrote {s.samples} samples ({s.channels} channels) in {s.shards} shards, "
+            f"{s.bytes / 1e6:.1f} MB, to {out}.",
+            highlight=False,
+        )
+
+
+@app.command()
+def build(
+    experiments: Path = EXPERIMENTS,
+    out: Path = OUT,
+    seed: int = SEED,
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Experiments staged at once (worker processes)."),
+    base_url: str = BASE_URL,
+    concurrency: int = CONCURRENCY,
+    timeout: float = TIMEOUT,
+    retries: int = RETRIES,
+    max_channels: int = MAX_CHANNELS,
+    max_shard_samples: int = SHARD_SAMPLES,
+    max_shard_bytes: int = SHARD_BYTES,
+) -> None:
+    """Stage every experiment of a list, then merge: the whole dataset. Kill it and rerun to resume."""
+    from idrcell.build import build as run_build
+    from idrcell.merge import MergeError
+
+    rows = _load_list(experiments)
+    config = _stage_config(seed, base_url, concurrency, timeout, retries, max_channels)
+    started = time.monotonic()
+    try:
+        with _staging_bars({e.name: e.n_images for e in rows}) as bars:
+            result = run_build(
+                rows,
+                experiments,
+                out,
+                config,
+                ShardLimits(max_shard_samples, max_shard_bytes),
+                processes=jobs,
+                progress=bars.update,
+                merge_progress=bars.merge_progress,
+            )
+    except MergeError as error:
+        raise _fail(str(error)) from None
+    _report_stages(result.stages, out, time.monotonic() - started)
+    if result.nothing_to_do:
+        s = result.merge.summary
+        console.print(f"Nothing to do: {out} is already complete ({s.samples} samples in {s.shards} shards).")
+        return
+    if not result.complete:
+        names = ", ".join(r.name for r in result.unfinished)
+        raise _fail(
+            f"{len(result.unfinished)} experiment(s) did not finish ({names}); "
+            "run the same command again to resume them"
+        )
+    _report_merge(result.merge, out)
+
+
+# -- checking and describing a dataset ---------------------------------------------------------
+@app.command()
+def verify(
+    path: Path = typer.Argument(..., help="Dataset directory (with dataset.json and shards/)."),
+) -> None:
+    """Check every shard, sample, checksum and the index against the idrcell-v1 contract."""
+    from idrcell.verify import verify_dataset
+
+    with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), console=console) as bar:
+        task = bar.add_task("verify", total=None)
+        report = verify_dataset(
+            path, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    if report.ok:
+        console.print(f"OK: {report.samples} samples in {report.shards} shards.")
+        return
+    for problem in report.problems:
+        errors.print(problem, highlight=False, markup=False)
+    raise _fail(f"{len(report.problems)} problems in {path}")
+
+
+@app.command()
+def stats(
+    path: Path = typer.Argument(..., help="Dataset directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Counts per experiment, imaging method and channel count."""
+    from idrcell.cli_report import stats_tables
+    from idrcell.stats import StatsError, dataset_stats
+
+    try:
+        numbers = dataset_stats(path)
+    except StatsError as error:
+        raise _fail(str(error)) from None
+    if as_json:
+        typer.echo(json.dumps(numbers, indent=1, sort_keys=True))
+        return
+    for table in stats_tables(numbers):
+        console.print(table)
+
+
+@app.command("import-hf")
+def import_hf(
+    source: Path = typer.Argument(..., help="Folder of the published IDRCell100k (holding imgs/part_<k>/)."),
+    out: Path = OUT,
+    seed: int = SEED,
+    catalogue: Path | None = typer.Option(
+        None,
+        "--catalogue",
+        help="IDR study catalogue TSV mapping screen ids to studies (default: the shipped one).",
+    ),
+    max_shard_samples: int = SHARD_SAMPLES,
+    max_shard_bytes: int = SHARD_BYTES,
+) -> None:
+    """Convert the authors' published per-channel PNGs into idrcell-v1 shards, index and dataset.json."""
+    from idrcell.importhf import HFLayoutError
+    from idrcell.importhf import import_hf as run_import
+
+    with _merge_bar() as bar:
+        task = bar.add_task("import", total=None)
+        try:
+            result = run_import(
+                source,
+                out,
+                seed=seed,
+                limits=ShardLimits(max_shard_samples, max_shard_bytes),
+                catalogue=catalogue,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except (HFLayoutError, OSError) as error:
+            raise _fail(str(error)) from None
+    if result.ignored_files:
+        console.print(f"[yellow]ignored {result.ignored_files} files that do not follow the layout[/yellow]")
+    s = result.summary
+    if result.already_done:
+        console.print(f"Nothing to do: {out} is already complete ({s.samples} samples in {s.shards} shards).")
+    else:
+        console.print(f"Imported {s.samples} images ({s.channels} channels) into {s.shards} shards in {out}.")
