@@ -15,6 +15,7 @@ from rich.table import Table
 from idrcell import __version__
 from idrcell.client import BASE_URL_ENV, DEFAULT_BASE_URL, ClientConfig
 from idrcell.dataset import ShardLimits
+from idrcell.emulator.cli import emulator_command
 from idrcell.experiments import Experiment, ExperimentListError, find_experiment, load_experiments
 from idrcell.stage import StageConfig
 
@@ -28,6 +29,7 @@ experiments_app = typer.Typer(
     help="Experiment lists: the curated default, and validation.", no_args_is_help=True
 )
 app.add_typer(experiments_app, name="experiments")
+app.command("emulator")(emulator_command)
 
 console = Console()
 errors = Console(stderr=True)

@@ -1,0 +1,132 @@
+"""`idrcell emulator`: serve a catalogue as an offline IDR until interrupted (registered in idrcell/cli.py).
+
+Heavy imports (aiohttp, scikit-image) happen inside the command so that `idrcell --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from idrcell.emulator.catalogue import Catalogue
+
+_KINDS = "500,502,504,timeout,truncated,concurrency,429"
+
+
+def emulator_command(
+    catalogue: str = typer.Option(
+        "demo",
+        "--catalogue",
+        "-c",
+        help="Builtin catalogue (demo, tiny, hostile) or a JSON catalogue spec file.",
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(
+        8080, "--port", "-p", min=0, max=65535, help="Port to listen on (0: any free port)."
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of the catalogue's sizes and pixels, and of the faults."
+    ),
+    fault_rate: float = typer.Option(
+        0.0, "--fault-rate", min=0.0, max=1.0, help="Probability that a request gets a transient fault."
+    ),
+    fault_kinds: str = typer.Option(
+        _KINDS, "--fault-kinds", help="Comma-separated fault kinds to draw from."
+    ),
+    latency_ms: float = typer.Option(0.0, "--latency-ms", min=0.0, help="Delay added to every request."),
+    timeout_sleep_s: float = typer.Option(
+        30.0, "--timeout-sleep", min=0.0, help="Seconds a 'timeout' fault stalls before answering."
+    ),
+    max_limit: int = typer.Option(500, "--max-limit", min=1, help="The JSON API's maxLimit (IDR uses 1000)."),
+    require_session: bool = typer.Option(
+        True,
+        "--require-session/--no-require-session",
+        help="Answer 403 'Not logged in' until a client has visited /webclient/ for its session cookie.",
+    ),
+    experiments_out: Path | None = typer.Option(
+        None,
+        "--experiments-out",
+        help="Also write an experiment list naming every container of the catalogue.",
+    ),
+) -> None:
+    """Serve an offline, IDR-compatible web API (JSON API, imgData, render_image) until Ctrl-C."""
+    from idrcell.emulator.catalogue import CatalogueSpecError, load_catalogue
+    from idrcell.emulator.faults import FaultConfig
+    from idrcell.emulator.server import EmulatorServer
+
+    errors = Console(stderr=True)
+    console = Console()
+    try:
+        faults = FaultConfig(
+            rate=fault_rate,
+            kinds=tuple(kind.strip() for kind in fault_kinds.split(",") if kind.strip()),
+            latency_s=latency_ms / 1000.0,
+            timeout_sleep_s=timeout_sleep_s,
+            seed=seed,
+        )
+        loaded = load_catalogue(catalogue, seed=seed)
+    except (CatalogueSpecError, ValueError) as error:
+        errors.print(f"[red]error:[/red] {error}", highlight=False, markup=True)
+        raise typer.Exit(2) from None
+    if experiments_out is not None:
+        temporary = experiments_out.with_name(f".{experiments_out.name}.tmp")
+        temporary.write_text(loaded.experiments_csv_text(), encoding="utf-8")
+        os.replace(temporary, experiments_out)
+    server = EmulatorServer(
+        loaded, faults, host=host, port=port, max_limit=max_limit, require_session=require_session
+    )
+    try:
+        server.start()
+    except OSError as error:
+        errors.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        images = len(loaded.images)
+        # First line is stable for scripts: the base URL is its last word.
+        summary = f"{len(loaded.containers)} experiments, {images} images"
+        typer.echo(f"Serving catalogue {loaded.name!r} ({summary}) at {server.base_url}")
+        console.print(_catalogue_table(loaded))
+        if fault_rate > 0 or latency_ms > 0:
+            console.print(
+                f"Faults: rate {fault_rate} over {', '.join(faults.kinds)}; latency {latency_ms} ms"
+            )
+        console.print("Press Ctrl-C to stop.")
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        stats = server.stats
+        console.print(
+            f"Served {sum(stats.requests.values())} requests; faults injected: {stats.faults or 'none'}"
+        )
+
+
+def _catalogue_table(catalogue: Catalogue) -> Table:
+    table = Table(title=f"catalogue {catalogue.name}")
+    for column in ("kind", "id", "name", "images", "channels", "imaging method", "403"):
+        table.add_column(column)
+    for container in catalogue.containers:
+        images = catalogue.container_images(container)
+        channels = sorted({image.size_c for image in images})
+        table.add_row(
+            container.kind,
+            str(container.id),
+            container.name if len(container.name) <= 60 else container.name[:57] + "...",
+            str(len(images)),
+            ",".join(map(str, channels)),
+            "; ".join(container.annotation_values("Imaging Method")) or "-",
+            str(sum(image.forbidden for image in images)),
+        )
+    return table
