@@ -141,18 +141,18 @@ def parse_experiments(text: str, source: str = "<experiment list>") -> list[Expe
             problems.append(f"line {line}: expected {len(header)} fields, got {len(row)}")
             continue
         cells = {column: cell.strip() for column, cell in zip(header, row, strict=True)}
-        experiment = _parse_row(cells, line, problems)
-        if experiment is None:
-            continue
-        identity = (experiment.study, experiment.container)
-        if identity in seen:
+        identity = (cells.get("study", ""), cells.get("container", ""))
+        if all(identity) and identity in seen:
             problems.append(
-                f"line {line}: duplicate row for {experiment.omero_name} "
+                f"line {line}: duplicate row for {identity[0]}/{identity[1]} "
                 f"(first given on line {seen[identity]})"
             )
             continue
-        seen[identity] = line
-        experiments.append(experiment)
+        if all(identity):
+            seen[identity] = line
+        experiment = _parse_row(cells, line, problems)
+        if experiment is not None:
+            experiments.append(experiment)
     if header is None:
         problems.append("line 1: the list is empty; expected a header with columns study,container,...")
     elif not experiments and not problems:
