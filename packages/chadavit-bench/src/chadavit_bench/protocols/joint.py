@@ -37,7 +37,7 @@ class JointConfig:
 class JointResult:
     metrics: dict[str, float]
     pca: np.ndarray  # (N, 2)
-    umap: np.ndarray  # (N, 2)
+    umap: np.ndarray | None  # (N, 2), None when not asked for
     dataset: np.ndarray  # (N,) dataset name per point
     compound: np.ndarray  # (N,) compound per point
     explained_variance: tuple[float, float]
@@ -99,6 +99,7 @@ def run_joint(
     compounds: dict[str, np.ndarray],
     seed: int = 0,
     config: JointConfig = JointConfig(),
+    with_umap: bool = True,
 ) -> JointResult:
     """Joint-embedding metrics and 2-D projections for exactly two datasets."""
     if len(embeddings) != 2:
@@ -143,7 +144,7 @@ def run_joint(
     return JointResult(
         metrics=metrics,
         pca=projected.astype(np.float32),
-        umap=_umap(z.astype(np.float32), config, seed),
+        umap=_umap(z.astype(np.float32), config, seed) if with_umap else None,
         dataset=dataset,
         compound=compound,
         explained_variance=(float(ratio[0]), float(ratio[1])),

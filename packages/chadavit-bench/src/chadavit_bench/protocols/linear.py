@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from chadavit_bench.protocols.metrics import classification_metrics, standardise
+from chadavit_bench.protocols.metrics import classification_metrics, standardise, torch_threads
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,8 @@ def run_linear_probe(
     config: LinearProbeConfig = LinearProbeConfig(),
 ) -> dict[str, float]:
     train_z, query_z = standardise(train, query)
-    layer = train_linear(train_z, train_labels, n_classes, config, seed)
+    with torch_threads(1):
+        layer = train_linear(train_z, train_labels, n_classes, config, seed)
     with torch.no_grad():
         predicted = layer(torch.from_numpy(query_z)).argmax(dim=1).numpy()
     return classification_metrics(query_labels, predicted)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from chadavit_bench.protocols.metrics import regression_metrics
+from chadavit_bench.protocols.metrics import regression_metrics, torch_threads
 
 BASE_GRID = 4  # the decoders start from a 4 x 4 map and double it up to the target size
 
@@ -109,14 +109,15 @@ def run_reconstruction(
     optimiser = torch.optim.Adam(decoder.parameters(), lr=config.learning_rate)
     x = torch.from_numpy(train_z)
     y = torch.from_numpy(train_targets.astype(np.float32))[:, None]
-    for _ in range(config.epochs):
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), config.batch_size):
-            batch = order[start : start + config.batch_size]
-            loss = nn.functional.mse_loss(decoder(x[batch]), y[batch])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
+    with torch_threads(1):
+        for _ in range(config.epochs):
+            order = torch.randperm(len(x), generator=generator)
+            for start in range(0, len(x), config.batch_size):
+                batch = order[start : start + config.batch_size]
+                loss = nn.functional.mse_loss(decoder(x[batch]), y[batch])
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
     with torch.no_grad():
         predicted = decoder(torch.from_numpy(query_z))[:, 0].numpy()
     metrics = {k: v for k, v in regression_metrics(query_targets, predicted).items() if k != "pearson"}

@@ -1,0 +1,193 @@
+"""The one feature extractor every protocol shares, with an on-disk cache.
+
+For each image: the CLS embedding and the mean of all its patch tokens (every channel, every
+position), and optionally the patch-token map averaged over channels (h, w, D) for the
+reconstruction decoder. Images are resized to the model's input size and run padding-free in
+batches.
+
+Cache: one `.npz` per (model, dataset, setting), no pickle. Its key is the sha256 of the model's
+weights checksum, the dataset's fingerprint (records plus each data file's name, size and mtime:
+see `DownstreamDataset.fingerprint`), the setting (image size, channel subset, patch maps) and the
+extractor's code version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import chadavit
+from chadavit_bench import __version__
+from chadavit_bench.datasets.base import DownstreamDataset
+
+CODE_VERSION = "embed-v1"  # bump when what is computed changes, to invalidate every cache entry
+FEATURE_KINDS = ("cls", "tokens")
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class EmbedSetting:
+    img_size: int = 224
+    channels: tuple[str, ...] | None = None  # a subset of the dataset's channels, in this order
+    patch_maps: bool = False
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    keys: np.ndarray  # (N,) record keys, in dataset order
+    cls: np.ndarray  # (N, D)
+    tokens: np.ndarray  # (N, D) mean of all patch tokens
+    patch_maps: np.ndarray | None = None  # (N, h, w, D) channel-mean patch tokens
+
+    def features(self, kind: str) -> np.ndarray:
+        if kind not in FEATURE_KINDS:
+            raise ValueError(f"unknown feature kind {kind!r}; expected one of {FEATURE_KINDS}")
+        return self.cls if kind == "cls" else self.tokens
+
+
+def resize(image: np.ndarray, size: int) -> torch.Tensor:
+    """(C, H, W) float array -> (C, size, size) tensor; bilinear with antialiasing when shrinking."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    if tensor.shape[1:] == (size, size):
+        return tensor
+    return F.interpolate(
+        tensor[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )[0]
+
+
+def channel_positions(dataset: DownstreamDataset, channels: Sequence[str] | None) -> list[int]:
+    if channels is None:
+        return list(range(dataset.n_channels))
+    missing = [c for c in channels if c not in dataset.channel_names]
+    if missing:
+        raise ValueError(f"{dataset.name} has no channels {missing}; it has {list(dataset.channel_names)}")
+    return [dataset.channel_names.index(c) for c in channels]
+
+
+def cache_key(model_checksum: str, dataset: DownstreamDataset, setting: EmbedSetting) -> str:
+    document = {
+        "model": model_checksum,
+        "dataset": dataset.fingerprint(),
+        "setting": asdict(setting),
+        "code": [CODE_VERSION, __version__],
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Write an .npz atomically: a temporary file in the same folder, then a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, **arrays)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _load_cached(path: Path) -> Embeddings | None:
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        return Embeddings(
+            keys=data["keys"],
+            cls=data["cls"],
+            tokens=data["tokens"],
+            patch_maps=data["patch_maps"] if "patch_maps" in data.files else None,
+        )
+
+
+def read_images(
+    dataset: DownstreamDataset, indices: Sequence[int], positions: list[int], size: int, workers: int
+) -> list[torch.Tensor]:
+    def one(index: int) -> torch.Tensor:
+        return resize(dataset.read(index)[positions], size)
+
+    if workers <= 1:
+        return [one(i) for i in indices]
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # decoding releases the GIL
+        return list(pool.map(one, indices))
+
+
+@torch.inference_mode()
+def _embed_batch(model: nn.Module, images: list[torch.Tensor], device: str, patch_maps: bool) -> dict:
+    batch = chadavit.ChannelBatch.from_images(images).to(device)
+    features = model.forward_features(batch)
+    tokens = torch.stack([p.reshape(-1, p.shape[-1]).mean(dim=0) for p in features.patch_tokens])
+    out = {"cls": features.cls.float().cpu().numpy(), "tokens": tokens.float().cpu().numpy()}
+    if patch_maps:
+        out["patch_maps"] = torch.stack([p.mean(dim=0) for p in features.patch_tokens]).float().cpu().numpy()
+    return out
+
+
+def extract_embeddings(
+    model: nn.Module,
+    model_checksum: str,
+    dataset: DownstreamDataset,
+    setting: EmbedSetting,
+    cache_dir: Path | None,
+    batch_size: int = 64,
+    device: str = "cpu",
+    workers: int = 4,
+    progress: Progress | None = None,
+) -> Embeddings:
+    """Embeddings of every record of `dataset`, from the cache when the same key was computed before."""
+    path = None
+    if cache_dir is not None:
+        path = cache_dir / f"{dataset.name}-{cache_key(model_checksum, dataset, setting)[:24]}.npz"
+        cached = _load_cached(path)
+        if cached is not None:
+            if progress:
+                progress(len(dataset))
+            return cached
+    positions = channel_positions(dataset, setting.channels)
+    parts: dict[str, list[np.ndarray]] = {"cls": [], "tokens": [], "patch_maps": []}
+    for start in range(0, len(dataset), batch_size):
+        indices = list(range(start, min(start + batch_size, len(dataset))))
+        images = read_images(dataset, indices, positions, setting.img_size, workers)
+        for name, value in _embed_batch(model, images, device, setting.patch_maps).items():
+            parts[name].append(value)
+        if progress:
+            progress(len(indices))
+    arrays = {name: np.concatenate(values) for name, values in parts.items() if values}
+    embeddings = Embeddings(
+        keys=np.array([r.key for r in dataset.records], dtype=str),
+        cls=arrays["cls"],
+        tokens=arrays["tokens"],
+        patch_maps=arrays.get("patch_maps"),
+    )
+    if path is not None:
+        save_npz(path, keys=embeddings.keys, **arrays)
+    return embeddings
+
+
+def channel_targets(
+    dataset: DownstreamDataset, channel: str, size: int, cache_dir: Path | None, workers: int = 4
+) -> np.ndarray:
+    """One channel of every record resized to (size, size): the reconstruction targets, cached."""
+    path = None
+    if cache_dir is not None:
+        setting = EmbedSetting(img_size=size, channels=(channel,))
+        path = cache_dir / f"{dataset.name}-target-{cache_key('targets', dataset, setting)[:24]}.npz"
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as data:
+                return data["targets"]
+    positions = channel_positions(dataset, [channel])
+    images = read_images(dataset, range(len(dataset)), positions, size, workers)
+    targets = torch.stack(images)[:, 0].numpy().clip(0.0, 1.0)
+    if path is not None:
+        save_npz(path, targets=targets)
+    return targets
