@@ -1,0 +1,127 @@
+"""A batch of images whose channel counts differ, stored without padding.
+
+Every channel of every image is one (H, W) plane of a single `pixels` tensor; `channel_counts`
+says how many consecutive planes belong to each image. This is the one input type of every model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import default_collate
+
+
+@dataclass(frozen=True)
+class ChannelBatch:
+    """`pixels`: (sum of C_i, H, W) float; `channel_counts`: (B,) long, C_i >= 1 each."""
+
+    pixels: Tensor
+    channel_counts: Tensor
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pixels, Tensor) or self.pixels.dim() != 3:
+            shape = tuple(self.pixels.shape) if isinstance(self.pixels, Tensor) else type(self.pixels)
+            raise ValueError(f"pixels must be a (sum of channels, H, W) tensor, got {shape}")
+        if not self.pixels.is_floating_point():
+            raise ValueError(f"pixels must be a float tensor, got {self.pixels.dtype}")
+        counts = self.channel_counts
+        if not isinstance(counts, Tensor) or counts.dim() != 1 or counts.dtype != torch.long:
+            raise ValueError("channel_counts must be a 1-D long tensor with one entry per image")
+        if counts.numel() == 0:
+            raise ValueError("a ChannelBatch needs at least one image")
+        cpu_counts = counts.tolist()
+        for index, count in enumerate(cpu_counts):
+            if count < 1:
+                raise ValueError(f"image {index} has {count} channels; every image needs at least one")
+        total = sum(cpu_counts)
+        if total != self.pixels.shape[0]:
+            raise ValueError(
+                f"channel_counts add up to {total} channels but pixels holds {self.pixels.shape[0]}"
+            )
+
+    @classmethod
+    def from_images(cls, images: Sequence[Tensor]) -> ChannelBatch:
+        """Concatenate (C_i, H, W) float tensors that share H and W."""
+        if len(images) == 0:
+            raise ValueError("a ChannelBatch needs at least one image")
+        first_size: tuple[int, int] | None = None
+        for index, image in enumerate(images):
+            if not isinstance(image, Tensor) or image.dim() != 3:
+                shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+                raise ValueError(f"image {index} must be a (C, H, W) tensor, got {shape}")
+            if image.shape[0] == 0:
+                raise ValueError(f"image {index} has 0 channels; every image needs at least one")
+            if not image.is_floating_point():
+                raise ValueError(f"image {index} has {image.dtype} pixels; convert it to a float tensor")
+            size = (image.shape[1], image.shape[2])
+            if first_size is None:
+                first_size = size
+            elif size != first_size:
+                raise ValueError(
+                    f"image {index} is {size[0]}x{size[1]} but image 0 is {first_size[0]}x{first_size[1]}; "
+                    "images of one batch must share H and W"
+                )
+        counts = torch.tensor([image.shape[0] for image in images], dtype=torch.long)
+        return cls(pixels=torch.cat(list(images), dim=0), channel_counts=counts)
+
+    def __len__(self) -> int:
+        return self.channel_counts.numel()
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return (self.pixels.shape[1], self.pixels.shape[2])
+
+    def counts_list(self) -> list[int]:
+        """Channel counts as Python ints (one host sync, reused by the models)."""
+        return self.channel_counts.tolist()
+
+    def images(self) -> list[Tensor]:
+        """Views (C_i, H, W) into `pixels`, in batch order."""
+        return list(torch.split(self.pixels, self.counts_list(), dim=0))
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> ChannelBatch:
+        return ChannelBatch(
+            pixels=self.pixels.to(device, non_blocking=non_blocking),
+            # Counts stay on the CPU: models read them as Python ints to plan the packing.
+            channel_counts=self.channel_counts,
+        )
+
+    def pin_memory(self) -> ChannelBatch:
+        """Lets `DataLoader(pin_memory=True)` pin ChannelBatch outputs."""
+        return ChannelBatch(pixels=self.pixels.pin_memory(), channel_counts=self.channel_counts)
+
+
+def as_channel_batch(x: ChannelBatch | Sequence[Tensor]) -> ChannelBatch:
+    """Accept what every model accepts: a ChannelBatch or a list of (C_i, H, W) tensors."""
+    if isinstance(x, ChannelBatch):
+        return x
+    if isinstance(x, Tensor):
+        raise ValueError(
+            "pass a ChannelBatch or a list of (C, H, W) tensors, not a single tensor; "
+            "use ChannelBatch.from_images(list(x)) for a (B, C, H, W) tensor"
+        )
+    return ChannelBatch.from_images(list(x))
+
+
+def collate(samples: Sequence[Any]) -> ChannelBatch | tuple[Any, ...]:
+    """DataLoader `collate_fn`: (C_i, H, W) tensors, or tuples whose first item is that tensor.
+
+    Tuples give `(ChannelBatch, *rest)` with the rest collated by torch's default collate.
+    """
+    if len(samples) == 0:
+        raise ValueError("cannot collate an empty list of samples")
+    if isinstance(samples[0], Tensor):
+        return ChannelBatch.from_images(list(samples))
+    if not isinstance(samples[0], tuple | list):
+        raise ValueError(f"samples must be tensors or tuples starting with a tensor, got {type(samples[0])}")
+    width = len(samples[0])
+    for index, sample in enumerate(samples):
+        if not isinstance(sample, tuple | list) or len(sample) != width:
+            raise ValueError(f"sample {index} does not have the {width} items of sample 0")
+    batch = ChannelBatch.from_images([sample[0] for sample in samples])
+    rest = [default_collate([sample[i] for sample in samples]) for i in range(1, width)]
+    return (batch, *rest)

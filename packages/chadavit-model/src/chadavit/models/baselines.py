@@ -1,0 +1,96 @@
+"""The two baselines of the paper's Table 1 / Table 2.
+
+- One-channel ViT: every channel is encoded alone by a ViT-Tiny (Conv2d(1, D)); the image
+  embedding is the concatenation of its channels' CLS, so its size is C x D (C x 192).
+- Inter-channel ViT: every channel becomes one single token (one 224 x 224 patch), so attention
+  runs across channels only, with the learned channel-slot embeddings of ChAda-ViT.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from chadavit.batch import ChannelBatch, as_channel_batch
+from chadavit.models.base import Features, ModelInput, PackedViT
+from chadavit.models.chadavit import ChAdaViT
+from chadavit.models.config import ViTConfig
+
+
+class OneChannelViT(PackedViT):
+    """A single-channel ViT run on every channel separately; embedding = concatenated channel CLS.
+
+    `embed_dim` is the per-channel width; `forward` returns (B, C * embed_dim) and needs every
+    image of the batch to have the same C. `max_channels` does not limit it (no channel slots).
+    """
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__(config, num_slots=1, channel_embedding=False)
+
+    def _planes(self, x: ModelInput) -> tuple[ChannelBatch, list[int]]:
+        batch = as_channel_batch(x)
+        counts = batch.counts_list()
+        self._check_batch(batch, counts)
+        return batch, counts
+
+    @staticmethod
+    def _same_count(counts: list[int]) -> int:
+        for index, count in enumerate(counts):
+            if count != counts[0]:
+                raise ValueError(
+                    f"image {index} has {count} channels but image 0 has {counts[0]}; the one-channel "
+                    "baseline concatenates channel embeddings, so a batch needs one channel count"
+                )
+        return counts[0]
+
+    def forward(self, x: ModelInput, padded: bool = False) -> Tensor:
+        """(B, C * embed_dim): each channel's CLS, concatenated in channel order."""
+        batch, counts = self._planes(x)
+        channels = self._same_count(counts)
+        encoded = self._encode(batch.pixels, [1] * batch.pixels.shape[0], padded)
+        return self._sequence_cls(encoded).reshape(len(counts), channels * self.embed_dim)
+
+    def forward_features(self, x: ModelInput, padded: bool = False) -> Features:
+        batch, counts = self._planes(x)
+        channels = self._same_count(counts)
+        encoded = self._encode(batch.pixels, [1] * batch.pixels.shape[0], padded)
+        cls, plane_patches = self._sequence_patches(encoded)
+        per_image = torch.split(torch.cat(plane_patches, dim=0), counts, dim=0)
+        return Features(cls=cls.reshape(len(counts), channels * self.embed_dim), patch_tokens=list(per_image))
+
+    def attention_maps(self, x: ModelInput) -> list[Tensor]:
+        """Per image (heads, C_i, h, w): each channel's CLS attention over its own patches."""
+        batch, counts = self._planes(x)
+        encoded = self._encode(batch.pixels, [1] * batch.pixels.shape[0], False, blocks=len(self.blocks) - 1)
+        plane_maps = self._sequence_attention(encoded)
+        starts = [sum(counts[:i]) for i in range(len(counts))]
+        return [torch.cat(plane_maps[s : s + c], dim=1) for s, c in zip(starts, counts, strict=True)]
+
+
+class InterChannelViT(ChAdaViT):
+    """ChAda-ViT whose patch is the whole image: one token per channel, attention across channels.
+
+    `patch_size` equals `img_size`; images of another size are resized to it (bilinear,
+    antialiased) so that every channel stays exactly one token.
+    """
+
+    def __init__(self, config: ViTConfig) -> None:
+        if config.patch_size != config.img_size:
+            raise ValueError(
+                f"{config.name} needs patch_size == img_size (one token per channel), "
+                f"got patch_size {config.patch_size} and img_size {config.img_size}"
+            )
+        super().__init__(config)
+
+    def _check_spatial(self, height: int, width: int) -> None:
+        if height < 1 or width < 1:
+            raise ValueError(f"the batch's images are {height}x{width} pixels; both sides must be positive")
+
+    def _prepare_pixels(self, pixels: Tensor) -> Tensor:
+        pixels = super()._prepare_pixels(pixels)
+        size = self.config.img_size
+        if pixels.shape[1:] == (size, size):
+            return pixels
+        resized = F.interpolate(pixels[:, None], size=(size, size), mode="bilinear", antialias=True)
+        return resized[:, 0]
