@@ -1,10 +1,10 @@
 """The curated default experiment list: 79 cell-culture IDR experiments chosen from IDR's catalogue.
 
-The paper's IDRCell100k uses 79 IDR experiments with 1,300 images sampled from each (Bourriez et
-al., CVPR 2024, section 4.1); it does not publish which. This module re-derives a list with the same
-shape from IDR's own study catalogue (`idrcell/data/idr_studies.tsv`, a snapshot of
-github.com/IDR/idr.openmicroscopy.org's studies.tsv) by a fixed, documented rule
-(docs/experiments.md), and the shipped `idrcell/data/default_experiments.csv` is its output.
+The paper's IDRCell100k samples 1,300 images from each of 79 IDR experiments (Bourriez et al.,
+CVPR 2024). This module derives a list of the same shape (not the authors' own list: their images
+can be converted with `idrcell import-hf`) from a snapshot of IDR's study catalogue, one row per
+screen or experiment (`idrcell/data/idr_studies.tsv`), by a fixed rule described in
+docs/experiments.md. The shipped `idrcell/data/default_experiments.csv` is its output.
 
 The catalogue has no imaging-method column, so the spread over acquisition types uses what it
 does have: screen vs. non-screen experiment, and whether images are 2D, z-stacks or time-lapses.
@@ -31,8 +31,8 @@ _DIMENSIONS = re.compile(r"^\s*([\d.]+)\s*x\s*([\d.]+)\s*x\s*([\d.]+)\s*x\s*([\d
 class SelectionRule:
     """What makes an experiment eligible, and how many to pick. Defaults give the shipped list."""
 
-    count: int = 79  # experiments in IDRCell100k (paper, section 4.1)
-    n_images: int = 1300  # images sampled per experiment (paper, section 4.1)
+    count: int = 79  # experiments in IDRCell100k (Bourriez et al., CVPR 2024)
+    n_images: int = 1300  # images sampled per experiment in IDRCell100k
     sample_type: str = "cell"
     min_channels: int = 1
     max_channels: int = 10  # ChAda-ViT is trained on 1 to 10 channels
