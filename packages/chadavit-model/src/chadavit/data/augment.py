@@ -1,0 +1,228 @@
+"""DINO multi-crop augmentations for microscopy, in plain torch and vectorised over a batch.
+
+Every image keeps its channels in every view; geometry (crop, flips, 90-degree rotations) is drawn
+once per image and view and applied to all of that image's channels with one `grid_sample` over
+the whole batch, while intensity jitter is drawn per channel (stains are independent). All draws
+come from one `torch.Generator`, so a batch's views are a pure function of its seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Multi-crop parameters; defaults follow DINO (Caron et al. 2021) and the ChAda-ViT paper."""
+
+    global_crop_size: int = 224
+    local_crop_size: int = 96
+    n_local_crops: int = 8
+    global_crop_scale: tuple[float, float] = (0.4, 1.0)
+    local_crop_scale: tuple[float, float] = (0.05, 0.4)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # torchvision RandomResizedCrop's default
+    hflip_p: float = 0.5
+    vflip_p: float = 0.5
+    rotate90: bool = True  # microscopy has no "up": all four rotations are equally likely
+    intensity_p: float = 0.8  # probability that one channel of one view is jittered
+    intensity_scale: tuple[float, float] = (0.5, 1.5)
+    intensity_shift: tuple[float, float] = (-0.3, 0.3)
+    # DINO blurs the first global view always, the second with p 0.1 and each local view with p 0.5.
+    blur_p_global: tuple[float, float] = (1.0, 0.1)
+    blur_p_local: float = 0.5
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    channel_shuffle: bool = False  # permute an image's channels (same order in all its views)
+    channel_drop_p: float = 0.0  # drop each channel with this probability, keeping at least one
+
+    def __post_init__(self) -> None:
+        for name in ("global_crop_scale", "local_crop_scale", "crop_ratio", "intensity_scale", "blur_sigma"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(
+                    f"augment.{name} must be two positive numbers, low <= high, got {(low, high)}"
+                )
+        if self.n_local_crops < 0:
+            raise ValueError(f"augment.n_local_crops must be >= 0, got {self.n_local_crops}")
+        for name in ("hflip_p", "vflip_p", "intensity_p", "blur_p_local", "channel_drop_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"augment.{name} must be a probability in [0, 1], got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class MultiCrop:
+    """The views of one batch: each view is (sum of C_i, S, S) float in [0, 1] over the same images."""
+
+    channel_counts: Tensor
+    global_views: tuple[Tensor, ...]
+    local_views: tuple[Tensor, ...]
+
+
+def _uniform(generator: torch.Generator, shape: tuple[int, ...], low: float, high: float) -> Tensor:
+    return torch.rand(shape, generator=generator, dtype=torch.float64) * (high - low) + low
+
+
+def sample_crop_boxes(
+    generator: torch.Generator,
+    n: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    attempts: int = 10,
+) -> Tensor:
+    """(n, 4) boxes (x0, y0, w, h) as fractions of a square image, RandomResizedCrop style.
+
+    Area fraction ~ U(scale), log aspect ratio ~ U(log ratio); the first of `attempts` draws that fits
+    is used, else the whole image (what torchvision falls back to for ratios inside the range).
+    """
+    area = _uniform(generator, (n, attempts), *scale)
+    aspect = torch.exp(_uniform(generator, (n, attempts), math.log(ratio[0]), math.log(ratio[1])))
+    width = torch.sqrt(area * aspect)
+    height = torch.sqrt(area / aspect)
+    fits = (width <= 1.0) & (height <= 1.0)
+    first = fits.to(torch.int8).argmax(dim=1)
+    rows = torch.arange(n)
+    width = torch.where(fits.any(dim=1), width[rows, first], torch.ones(n, dtype=torch.float64))
+    height = torch.where(fits.any(dim=1), height[rows, first], torch.ones(n, dtype=torch.float64))
+    corner = torch.rand((n, 2), generator=generator, dtype=torch.float64)
+    x0 = corner[:, 0] * (1.0 - width)
+    y0 = corner[:, 1] * (1.0 - height)
+    return torch.stack([x0, y0, width, height], dim=1)
+
+
+def _dihedral(generator: torch.Generator, n: int, config: AugmentConfig) -> Tensor:
+    """(n, 2, 2) matrices: random horizontal/vertical flips then a random multiple of 90 degrees."""
+    flip_x = torch.where(torch.rand(n, generator=generator) < config.hflip_p, -1.0, 1.0)
+    flip_y = torch.where(torch.rand(n, generator=generator) < config.vflip_p, -1.0, 1.0)
+    turns = torch.randint(0, 4 if config.rotate90 else 1, (n,), generator=generator)
+    quarter = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)
+    powers = torch.stack([torch.linalg.matrix_power(quarter, k) for k in range(4)])
+    flips = torch.diag_embed(torch.stack([flip_x, flip_y], dim=1).to(torch.float64))
+    return powers[turns] @ flips
+
+
+def geometric_view(pixels: Tensor, counts: Tensor, boxes: Tensor, dihedral: Tensor, size: int) -> Tensor:
+    """Resample every channel through its image's crop box and flip/rotation: (sum C, size, size).
+
+    With align_corners=False, normalised -1 and +1 are the outer pixel edges, so a box maps exactly.
+    """
+    x0, y0, width, height = boxes.unbind(dim=1)
+    scale = torch.diag_embed(torch.stack([width, height], dim=1))
+    theta = torch.empty((boxes.shape[0], 2, 3), dtype=torch.float64)
+    theta[:, :, :2] = scale @ dihedral
+    theta[:, 0, 2] = 2 * x0 + width - 1  # box centre in normalised input coordinates
+    theta[:, 1, 2] = 2 * y0 + height - 1
+    theta_per_channel = theta.repeat_interleave(counts, dim=0).to(pixels.dtype)
+    grid = F.affine_grid(theta_per_channel, [pixels.shape[0], 1, size, size], align_corners=False)
+    out = F.grid_sample(
+        pixels.unsqueeze(1), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+    return out.squeeze(1)
+
+
+def jitter_intensity(view: Tensor, generator: torch.Generator, config: AugmentConfig) -> Tensor:
+    """x * U(scale) + U(shift) on each channel independently, with probability `intensity_p`, in [0, 1]."""
+    n = view.shape[0]
+    chosen = torch.rand(n, generator=generator) < config.intensity_p
+    gain = _uniform(generator, (n,), *config.intensity_scale).to(view.dtype)
+    shift = _uniform(generator, (n,), *config.intensity_shift).to(view.dtype)
+    gain = torch.where(chosen, gain, torch.ones_like(gain))
+    shift = torch.where(chosen, shift, torch.zeros_like(shift))
+    return (view * gain[:, None, None] + shift[:, None, None]).clamp_(0.0, 1.0)
+
+
+def gaussian_blur(view: Tensor, sigma_per_channel: Tensor) -> Tensor:
+    """Separable Gaussian blur of each channel with its own sigma (pixels); sigma 0 leaves it as is."""
+    blurred = sigma_per_channel > 0
+    if not bool(blurred.any()):
+        return view
+    sigmas = sigma_per_channel[blurred].to(view.dtype)
+    radius = max(1, math.ceil(3.0 * float(sigmas.max())))
+    radius = min(radius, view.shape[-1] - 1)  # reflect padding needs a radius below the size
+    offsets = torch.arange(-radius, radius + 1, dtype=view.dtype)
+    kernels = torch.exp(-(offsets[None, :] ** 2) / (2 * sigmas[:, None] ** 2))
+    kernels = kernels / kernels.sum(dim=1, keepdim=True)
+    planes = view[blurred].unsqueeze(0)  # (1, n, S, S): one group per channel
+    count = planes.shape[1]
+    planes = F.conv2d(
+        F.pad(planes, (radius, radius, 0, 0), mode="reflect"), kernels[:, None, None, :], groups=count
+    )
+    planes = F.conv2d(
+        F.pad(planes, (0, 0, radius, radius), mode="reflect"), kernels[:, None, :, None], groups=count
+    )
+    out = view.clone()
+    out[blurred] = planes.squeeze(0)
+    return out
+
+
+def _blur_sigmas(generator: torch.Generator, counts: Tensor, p: float, config: AugmentConfig) -> Tensor:
+    n = counts.numel()
+    chosen = torch.rand(n, generator=generator) < p
+    sigma = _uniform(generator, (n,), *config.blur_sigma)
+    return torch.where(chosen, sigma, torch.zeros_like(sigma)).repeat_interleave(counts)
+
+
+def shuffle_and_drop_channels(
+    images: list[Tensor], generator: torch.Generator, config: AugmentConfig
+) -> list[Tensor]:
+    """The optional channel augmentations, applied once per image so every view agrees."""
+    if not config.channel_shuffle and config.channel_drop_p == 0.0:
+        return images
+    out = []
+    for image in images:
+        order = torch.arange(image.shape[0])
+        if config.channel_shuffle:
+            order = torch.randperm(image.shape[0], generator=generator)
+        if config.channel_drop_p > 0.0 and image.shape[0] > 1:
+            keep = torch.rand(image.shape[0], generator=generator) >= config.channel_drop_p
+            if not bool(keep.any()):
+                keep[torch.randint(0, image.shape[0], (1,), generator=generator)] = True
+            order = order[keep]
+        out.append(image[order])
+    return out
+
+
+def _make_view(
+    pixels: Tensor,
+    counts: Tensor,
+    generator: torch.Generator,
+    config: AugmentConfig,
+    size: int,
+    scale: tuple[float, float],
+    blur_p: float,
+) -> Tensor:
+    boxes = sample_crop_boxes(generator, counts.numel(), scale, config.crop_ratio)
+    view = geometric_view(pixels, counts, boxes, _dihedral(generator, counts.numel(), config), size)
+    view = jitter_intensity(view, generator, config)
+    # Blur sums weights that add to 1 only up to rounding: clamp again to stay in [0, 1].
+    return gaussian_blur(view, _blur_sigmas(generator, counts, blur_p, config)).clamp_(0.0, 1.0)
+
+
+def multi_crop(images: list[Tensor], generator: torch.Generator, config: AugmentConfig) -> MultiCrop:
+    """2 global and `n_local_crops` local views of (C_i, H, W) uint8 or [0, 1] float images."""
+    if not images:
+        raise ValueError("multi_crop needs at least one image")
+    images = shuffle_and_drop_channels(images, generator, config)
+    counts = torch.tensor([image.shape[0] for image in images], dtype=torch.long)
+    pixels = torch.cat(images, dim=0)
+    pixels = pixels.float().div_(255.0) if pixels.dtype == torch.uint8 else pixels.float()
+    global_views = tuple(
+        _make_view(pixels, counts, generator, config, config.global_crop_size, config.global_crop_scale, p)
+        for p in config.blur_p_global
+    )
+    local_views = tuple(
+        _make_view(
+            pixels,
+            counts,
+            generator,
+            config,
+            config.local_crop_size,
+            config.local_crop_scale,
+            config.blur_p_local,
+        )
+        for _ in range(config.n_local_crops)
+    )
+    return MultiCrop(counts, global_views, local_views)

@@ -1,0 +1,56 @@
+"""The DINO loss: cross-entropy from the centred, sharpened teacher to the student, over view pairs.
+
+For teacher outputs t_i (global views only) and student outputs s_j (all views), the loss is the
+mean over pairs i != j of  -sum softmax((t_i - c) / tau_t) * log_softmax(s_j / tau_s).
+The center c is an EMA (momentum 0.9) of the teacher's mean output over the global batch (all
+ranks), which with sharpening avoids collapse (Caron et al. 2021, Sec. 3.1).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class DINOLoss(nn.Module):
+    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9) -> None:
+        super().__init__()
+        self.student_temp = student_temp
+        self.center_momentum = center_momentum
+        self.register_buffer("center", torch.zeros(1, out_dim))
+
+    def forward(self, student_out: list[Tensor], teacher_out: list[Tensor], teacher_temp: float) -> Tensor:
+        """`student_out`: one (B, K) tensor per view, global views first; `teacher_out`: the global ones.
+
+        Also updates the center from `teacher_out` (after computing the loss with the old center).
+        """
+        teacher_probs = [
+            F.softmax((t.float() - self.center) / teacher_temp, dim=-1).detach() for t in teacher_out
+        ]
+        student_logp = [F.log_softmax(s.float() / self.student_temp, dim=-1) for s in student_out]
+        total = student_logp[0].new_zeros(())
+        pairs = 0
+        for i, probs in enumerate(teacher_probs):
+            for j, logp in enumerate(student_logp):
+                if i == j:  # the same view seen by both networks is not a training signal
+                    continue
+                total = total + torch.sum(-probs * logp, dim=-1).mean()
+                pairs += 1
+        if pairs == 0:
+            raise ValueError("DINO needs at least two views: got one global view and no local views")
+        self.update_center(teacher_out)
+        return total / pairs
+
+    @torch.no_grad()
+    def update_center(self, teacher_out: list[Tensor]) -> None:
+        """EMA of the teacher's batch mean; the mean is over every rank's batch when distributed."""
+        stacked = torch.cat([t.float() for t in teacher_out], dim=0)
+        batch_sum = stacked.sum(dim=0, keepdim=True)
+        count = torch.tensor([float(stacked.shape[0])], device=stacked.device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(batch_sum)
+            dist.all_reduce(count)
+        batch_center = batch_sum / count
+        self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)

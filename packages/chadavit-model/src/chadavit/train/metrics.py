@@ -1,0 +1,82 @@
+"""Metrics of a run: one JSON line per logged step in `RUN/metrics.jsonl` and TensorBoard events.
+
+On resume, lines and events after the checkpoint's step are dropped (they belong to steps that
+will be run again), so each step appears once in the final logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """What one training step reports; `step` counts from 0 over the whole run."""
+
+    step: int
+    epoch: int
+    step_in_epoch: int
+    steps_per_epoch: int
+    total_steps: int
+    loss: float
+    lr: float
+    weight_decay: float
+    teacher_momentum: float
+    teacher_temp: float
+    images_per_s: float
+    skipped_samples: int
+    weights_in_sync: bool | None = None  # set on the steps where ranks were compared
+
+
+def read_metrics(out_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(out_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class MetricsWriter:
+    """Appends metrics; `resume_step` drops what a previous attempt logged at or after it."""
+
+    def __init__(self, out_dir: str | Path, resume_step: int = 0, tensorboard: bool = True) -> None:
+        self.path = Path(out_dir) / METRICS_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._truncate(resume_step)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self._tensorboard = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step hides events a killed attempt wrote past the checkpoint.
+            self._tensorboard = SummaryWriter(
+                str(Path(out_dir) / TENSORBOARD_DIR), purge_step=resume_step if resume_step else None
+            )
+
+    def _truncate(self, resume_step: int) -> None:
+        if not self.path.exists():
+            return
+        kept = [line for line in self.path.read_text().splitlines() if line.strip()]
+        kept = [line for line in kept if json.loads(line).get("step", -1) < resume_step]
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        temporary.write_text("".join(line + "\n" for line in kept))
+        os.replace(temporary, self.path)
+
+    def write(self, metrics: StepMetrics) -> None:
+        record = {k: v for k, v in asdict(metrics).items() if v is not None}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._tensorboard is not None:
+            for name in ("loss", "lr", "weight_decay", "teacher_momentum", "teacher_temp", "images_per_s"):
+                self._tensorboard.add_scalar(f"train/{name}", record[name], metrics.step)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()

@@ -1,0 +1,136 @@
+"""The shard loader: disjoint ranks, equal step counts, exact skip-to-step, channel-count batches."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from chadavit.data.augment import AugmentConfig
+from chadavit.data.loader import DataConfig, EpochPlan, ShardSet, make_epoch_loader, plan_epochs
+from chadavit.data.shards import DataError
+from chadavit.data.testing import corrupt_member, write_shards
+
+SMALL_VIEWS = AugmentConfig(global_crop_size=32, local_crop_size=16, n_local_crops=1)
+
+
+def epoch_batches(
+    shard_set: ShardSet, data: DataConfig, rank: int, world: int, epoch: int = 0, start: int = 0,
+    views: bool = False, seed: int = 0,
+) -> list:  # fmt: skip
+    steps, streams = plan_epochs(shard_set, data, rank, world)
+    plan = EpochPlan(shard_set, data, SMALL_VIEWS, seed, epoch, rank, world, steps, streams, 10, start, views)
+    return list(make_epoch_loader(plan))
+
+
+@pytest.fixture(scope="module")
+def uneven(tmp_path_factory: pytest.TempPathFactory) -> ShardSet:
+    """Five shards of uneven sizes, 1 to 4 channels: ranks cannot get equal shares by shard."""
+    root = tmp_path_factory.mktemp("uneven")
+    write_shards(root, [9, 2, 6, 4, 7], image_size=32, seed=1)
+    return ShardSet.scan(root)
+
+
+@pytest.mark.parametrize(("world", "workers"), [(2, 2), (3, 1), (4, 0)])
+def test_ranks_see_disjoint_samples_and_run_the_same_number_of_steps(
+    uneven: ShardSet, world: int, workers: int
+) -> None:
+    data = DataConfig(batch_size=2, num_workers=workers, shuffle_buffer=4)
+    expected_steps = uneven.total // world // data.batch_size
+    keys_per_rank = []
+    for rank in range(world):
+        batches = epoch_batches(uneven, data, rank, world)
+        assert [b.step for b in batches] == list(range(expected_steps))
+        assert all(len(b) == data.batch_size for b in batches)
+        keys_per_rank.append({key for b in batches for key in b.keys})
+    for a in range(world):
+        for b in range(a + 1, world):
+            assert not keys_per_rank[a] & keys_per_rank[b], f"ranks {a} and {b} share samples"
+
+
+def test_fewer_shards_than_ranks_splits_by_sample(tmp_path: Path) -> None:
+    write_shards(tmp_path, [10], image_size=32)
+    shard_set = ShardSet.scan(tmp_path)
+    data = DataConfig(batch_size=2, num_workers=2, shuffle_buffer=2, steps_per_epoch=4)
+    seen = [{k for b in epoch_batches(shard_set, data, rank, 2) for k in b.keys} for rank in range(2)]
+    assert seen[0] and seen[1] and not seen[0] & seen[1]
+    assert len(seen[0] | seen[1]) == 10
+
+
+def test_order_is_a_function_of_seed_and_epoch(uneven: ShardSet) -> None:
+    data = DataConfig(batch_size=2, num_workers=0, shuffle_buffer=4)
+    keys = lambda **kw: [b.keys for b in epoch_batches(uneven, data, 0, 1, **kw)]  # noqa: E731
+    assert keys(epoch=0) == keys(epoch=0)
+    assert keys(epoch=0) != keys(epoch=1)
+    assert keys(epoch=0, seed=0) != keys(epoch=0, seed=1)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("start", [1, 4])
+def test_starting_at_a_step_yields_exactly_the_remaining_batches(uneven: ShardSet, workers: int, start: int) -> None:
+    """What a resume relies on: batches k.. of a restarted epoch equal those of the full epoch."""
+    data = DataConfig(batch_size=2, num_workers=workers, shuffle_buffer=4, steps_per_epoch=6)
+    full = epoch_batches(uneven, data, 1, 2, epoch=2, views=True)
+    resumed = epoch_batches(uneven, data, 1, 2, epoch=2, start=start, views=True)
+    assert [b.step for b in resumed] == list(range(start, 6))
+    for ours, theirs in zip(resumed, full[start:], strict=True):
+        assert ours.keys == theirs.keys
+        assert torch.equal(ours.channel_counts, theirs.channel_counts)
+        for a, b in zip(ours.global_views + ours.local_views, theirs.global_views + theirs.local_views, strict=True):
+            assert torch.equal(a, b)
+
+
+def test_batches_hold_one_channel_count_and_views_share_it(uneven: ShardSet) -> None:
+    data = DataConfig(batch_size=2, num_workers=0, shuffle_buffer=4, max_pending_batches=8)
+    batches = epoch_batches(uneven, data, 0, 1, views=True)
+    assert len(batches) == uneven.total // 2
+    for batch in batches:
+        assert len(set(batch.channel_counts.tolist())) == 1
+        for view in batch.global_batches() + batch.local_batches():
+            assert torch.equal(view.channel_counts, batch.channel_counts)
+            assert float(view.pixels.min()) >= 0.0 and float(view.pixels.max()) <= 1.0
+        assert [v.image_size for v in batch.global_batches()] == [(32, 32)] * 2
+        assert [v.image_size for v in batch.local_batches()] == [(16, 16)]
+
+
+def test_corrupt_members_are_skipped_counted_and_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_shards(tmp_path, [6, 6], image_size=32)
+    shards = sorted((tmp_path / "shards").glob("*.tar"))
+    bad_png = corrupt_member(shards[0], "c00.png", sample_position=2)
+    bad_json = corrupt_member(shards[1], "json", sample_position=0)
+    shard_set = ShardSet.scan(tmp_path)
+    data = DataConfig(batch_size=2, num_workers=0, shuffle_buffer=2, steps_per_epoch=5)
+    with caplog.at_level(logging.WARNING, logger="chadavit.data.loader"):
+        batches = epoch_batches(shard_set, data, 0, 1, views=True)
+    assert len(batches) == 5 and all(len(b) == 2 for b in batches)
+    seen = {k for b in batches for k in b.keys}
+    assert bad_png not in seen and bad_json not in seen
+    assert sum(b.skipped for b in batches) >= 2
+    warnings = " ".join(r.getMessage() for r in caplog.records)
+    assert bad_png in warnings and bad_json in warnings
+
+
+def test_a_truncated_shard_ends_that_shard_only(tmp_path: Path) -> None:
+    write_shards(tmp_path, [5, 5], image_size=32)
+    first = sorted((tmp_path / "shards").glob("*.tar"))[0]
+    first.write_bytes(first.read_bytes()[: first.stat().st_size // 2])
+    shard_set = ShardSet.scan(tmp_path)
+    data = DataConfig(batch_size=2, num_workers=0, shuffle_buffer=2, steps_per_epoch=4)
+    batches = epoch_batches(shard_set, data, 0, 1)
+    assert len(batches) == 4
+    assert sum(b.skipped for b in batches) >= 1
+
+
+@pytest.mark.parametrize("layout", ["missing", "no-shards", "empty-shards"])
+def test_an_unusable_data_dir_is_one_clear_error(tmp_path: Path, layout: str) -> None:
+    root = tmp_path / "data"
+    if layout != "missing":
+        (root / "shards").mkdir(parents=True)
+    if layout == "empty-shards":
+        (root / "shards" / "idrcell-000000.tar").write_bytes(b"\0" * 1024)
+    with pytest.raises(DataError, match=str(root)):
+        ShardSet.scan(root)
