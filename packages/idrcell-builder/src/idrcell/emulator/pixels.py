@@ -44,7 +44,9 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float
     """Zero-mean, unit-spread noise with structure at the scale `sigma` (computed coarse, then zoomed)."""
     step = max(1, int(sigma // 2))
     coarse_shape = (max(2, -(-shape[0] // step)), max(2, -(-shape[1] // step)))
-    coarse = ndimage.gaussian_filter(rng.standard_normal(coarse_shape).astype(np.float32), sigma / step)
+    coarse = ndimage.gaussian_filter(
+        rng.standard_normal(coarse_shape, dtype=np.float32), sigma / step, truncate=3.0
+    )
     coarse /= coarse.std() + 1e-6
     if step == 1:
         return coarse[: shape[0], : shape[1]]
@@ -216,7 +218,7 @@ def _to_pixel_values(
     start, end = channel.window_start, channel.window_end
     values = start + signal * (end - start) * 0.95
     # Shot-like noise grows with intensity; read noise is a few percent of the window.
-    noise = rng.standard_normal(signal.shape).astype(np.float32)
+    noise = rng.standard_normal(signal.shape, dtype=np.float32)
     values += noise * (0.015 * (end - start) + 0.03 * np.sqrt(np.abs(values - channel.window_min) + 1.0))
     values = np.clip(values, channel.window_min, channel.window_max)
     if dtype is np.float32:
