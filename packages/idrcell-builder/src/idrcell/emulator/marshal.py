@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from idrcell.emulator.catalogue import Catalogue, Container, Dataset, Image, Plate, Well, _row_letter
+from idrcell.emulator.catalogue import Catalogue, Container, Dataset, Image, Plate, Well
 
 OME = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
 PUBLIC_USER_ID = 52  # IDR's "public" experimenter; any fixed id will do for a client
@@ -362,7 +362,3 @@ def annotations(item: Container) -> dict[str, Any]:
             {"id": PUBLIC_USER_ID, "omeName": "public", "firstName": "Public", "lastName": "data"}
         ],
     }
-
-
-def well_name(item: Well) -> str:
-    return f"{_row_letter(item.row)}{item.column + 1}"

@@ -134,7 +134,8 @@ def _structure_signal(structure: str, cells: CellField, rng: np.random.Generator
                 keep = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
                 lines[rr[keep], cc[keep]] += value[keep] * cells.brightness[index, 1]
         cortex = 0.3 * np.exp(-(((radial - 0.95) / 0.1) ** 2))
-        return ndimage.gaussian_filter(np.clip(lines, 0, 1.5) + cortex, 0.8)
+        inside = _soft_step(radial - 1.0, 0.15)  # fibres end at the cell's edge
+        return ndimage.gaussian_filter(np.clip(lines, 0, 1.5) * inside + cortex, 0.8)
     # Bright-field: grey background, dark-and-bright rims around cells, a faint nucleus.
     mask = ndimage.gaussian_filter(_soft_step(radial - 1.0, 0.2), 2.0)
     rim = np.gradient(mask, axis=0) + np.gradient(mask, axis=1)

@@ -16,7 +16,7 @@ import os
 import threading
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -257,7 +257,7 @@ class _Emulator:
     def _child_count(request: web.Request) -> bool:
         return request.query.get("childCount", "").lower() == "true"
 
-    def _lookup(self, table: dict[int, Any], request: web.Request, what: str) -> Any:
+    def _lookup(self, table: Mapping[int, Any], request: web.Request, what: str) -> Any:
         object_id = int(request.match_info["id"])
         item = table.get(object_id)
         if item is None:
@@ -325,16 +325,16 @@ class _Emulator:
         return self._page(request, plates, lambda p: marshal.plate(self._base(request), p))
 
     async def plate(self, request: web.Request) -> web.Response:
-        item = self._lookup(dict(self.catalogue.plates), request, "Plate")
+        item = self._lookup(self.catalogue.plates, request, "Plate")
         return web.json_response({"data": marshal.plate(self._base(request), item)})
 
     async def plate_wells(self, request: web.Request) -> web.Response:
-        item = self._lookup(dict(self.catalogue.plates), request, "Plate")
+        item = self._lookup(self.catalogue.plates, request, "Plate")
         wells = sorted(item.wells, key=lambda w: (w.column, w.row))  # the JSON API orders by Column, Row
         return self._page(request, wells, lambda w: marshal.well(self._base(request), self.catalogue, w))
 
     async def well(self, request: web.Request) -> web.Response:
-        item = self._lookup(dict(self.catalogue.wells), request, "Well")
+        item = self._lookup(self.catalogue.wells, request, "Well")
         return web.json_response({"data": marshal.well(self._base(request), self.catalogue, item)})
 
     async def project_datasets(self, request: web.Request) -> web.Response:
@@ -343,11 +343,11 @@ class _Emulator:
         return self._page(request, datasets, lambda d: marshal.dataset(self._base(request), d))
 
     async def dataset(self, request: web.Request) -> web.Response:
-        item = self._lookup(dict(self.catalogue.datasets), request, "Dataset")
+        item = self._lookup(self.catalogue.datasets, request, "Dataset")
         return web.json_response({"data": marshal.dataset(self._base(request), item)})
 
     async def dataset_images(self, request: web.Request) -> web.Response:
-        item = self._lookup(dict(self.catalogue.datasets), request, "Dataset")
+        item = self._lookup(self.catalogue.datasets, request, "Dataset")
         images = [self.catalogue.images[i] for i in item.image_ids]
         return self._page(
             request, images, lambda i: marshal.image(self._base(request), i, with_channels=False)
