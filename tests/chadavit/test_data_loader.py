@@ -69,7 +69,9 @@ def test_order_is_a_function_of_seed_and_epoch(uneven: ShardSet) -> None:
 
 @pytest.mark.parametrize("workers", [0, 2])
 @pytest.mark.parametrize("start", [1, 4])
-def test_starting_at_a_step_yields_exactly_the_remaining_batches(uneven: ShardSet, workers: int, start: int) -> None:
+def test_starting_at_a_step_yields_exactly_the_remaining_batches(
+    uneven: ShardSet, workers: int, start: int
+) -> None:
     """What a resume relies on: batches k.. of a restarted epoch equal those of the full epoch."""
     data = DataConfig(batch_size=2, num_workers=workers, shuffle_buffer=4, steps_per_epoch=6)
     full = epoch_batches(uneven, data, 1, 2, epoch=2, views=True)
@@ -78,7 +80,9 @@ def test_starting_at_a_step_yields_exactly_the_remaining_batches(uneven: ShardSe
     for ours, theirs in zip(resumed, full[start:], strict=True):
         assert ours.keys == theirs.keys
         assert torch.equal(ours.channel_counts, theirs.channel_counts)
-        for a, b in zip(ours.global_views + ours.local_views, theirs.global_views + theirs.local_views, strict=True):
+        for a, b in zip(
+            ours.global_views + ours.local_views, theirs.global_views + theirs.local_views, strict=True
+        ):
             assert torch.equal(a, b)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from chadavit.data.shards import (
 )
 
 logger = logging.getLogger(__name__)
+_WORKER_START = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
 
 
 @dataclass(frozen=True)
@@ -296,6 +298,9 @@ def make_epoch_loader(plan: EpochPlan, pin_memory: bool = False) -> DataLoader:
         num_workers=workers,
         pin_memory=pin_memory,
         prefetch_factor=2 if workers else None,
+        # Ranks started by `--nproc` are spawned, so their default would be to spawn workers too,
+        # which re-imports torch in each (seconds per epoch). Workers touch no GPU or process group.
+        multiprocessing_context=_WORKER_START if workers else None,
         # Kept in order: the round-robin over workers is what makes step order deterministic.
         in_order=True,
     )

@@ -36,17 +36,34 @@ TINY_OVERRIDES: dict[str, Any] = {
 def tiny_config(data_dir: str | Path, out_dir: str | Path, **overrides: Any) -> TrainConfig:
     """`TrainConfig` for a tiny chadavit run; `overrides` use dotted keys with `__` for dots."""
     config = TrainConfig(
-        data_dir=str(data_dir), out_dir=str(out_dir), model="chadavit_petit", model_overrides=TINY_MODEL, epochs=3
-    )
+        data_dir=str(data_dir), out_dir=str(out_dir), model="chadavit_petit", model_overrides=TINY_MODEL,
+        epochs=3,
+    )  # fmt: skip
     dotted = {key.replace("__", "."): value for key, value in overrides.items()}
     return config.with_overrides({**TINY_OVERRIDES, **dotted})
 
 
 def tiny_cli_args(data_dir: str | Path, out_dir: str | Path, epochs: int = 3) -> list[str]:
     """The same run as `tiny_config` as `chadavit-train` arguments."""
-    args = ["--data", str(data_dir), "--out", str(out_dir), "--model", "chadavit_petit", "--epochs", str(epochs)]
+    args = ["--data", str(data_dir), "--out", str(out_dir), "--model", "chadavit_petit"]
+    args += ["--epochs", str(epochs)]
     for key, value in TINY_MODEL.items():
         args += ["--model-arg", f"{key}={value}"]
     for key, value in TINY_OVERRIDES.items():
         args += ["--set", f"{key}={value}"]
     return args
+
+
+def rank_one_fails(timeout_s: float) -> None:
+    """For `spawn_local` tests: rank 1 raises while rank 0 waits for it in a collective."""
+    import torch.distributed as dist
+
+    from chadavit.train.distributed import init_distributed, shutdown_distributed
+
+    context = init_distributed("cpu", timeout_s)
+    try:
+        if context.rank == 1:
+            raise RuntimeError("rank 1 failed on purpose")
+        dist.barrier()  # never completes: rank 1 is gone
+    finally:
+        shutdown_distributed()
