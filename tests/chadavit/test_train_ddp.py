@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.multiprocessing import ProcessException
+from torch.multiprocessing.spawn import ProcessException
 
 import chadavit
 from chadavit.data.testing import write_shards
