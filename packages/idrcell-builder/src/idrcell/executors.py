@@ -1,7 +1,14 @@
 """Where stage jobs run. One experiment = one `StageJob`, independent of every other.
 
-`run_local` runs jobs in this process (one at a time) or in a pool of worker processes; the
-HTCondor executor builds on the same `StageJob` and its `argv()` (the `idrcell stage` command line).
+A job *is* the `idrcell stage` command that condor/scrape.sub runs for its experiment: `make_jobs`
+expands that submit file (the copy shipped in the package) with HTCondor's own parser for each
+experiment, and `job_from_command` reads the command back into what `stage_experiment` needs. So
+`run_local` (this machine, one process or a pool of them) and an HTCondor pool (condor_pool.py, or
+`condor_submit condor/scrape.sub`) run the same commands.
+
+Exit codes of `idrcell stage`, hence of a condor job: 0 the experiment is staged; 1 something
+transient stopped it and a rerun resumes it (scrape.sub retries: `max_retries`); 2 bad input that no
+rerun fixes (scrape.sub holds the job with a reason: `on_exit_hold`).
 """
 
 from __future__ import annotations
@@ -9,17 +16,44 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from idrcell.client import IDRError
-from idrcell.experiments import Experiment
+from idrcell.client import IDRError, PermanentHTTPError
+from idrcell.condor import CondorError, CondorJob, SubmitFile, check_jobs_match_list, expand_job, queued_jobs
+from idrcell.experiments import Experiment, find_experiment
 from idrcell.journal import StagingLockedError
 from idrcell.listing import ListingError
 from idrcell.stage import ProgressCallback, StageConfig, StageResult, stage_experiment
+
+EXIT_OK, EXIT_RETRY, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class ExecutorKind(StrEnum):
+    """Where `idrcell build` runs its stage jobs."""
+
+    local = "local"  # a process pool on this machine (run_local)
+    condor = "condor"  # one HTCondor job per experiment (condor_pool.build_on_condor)
+
+
+# The options scrape.sub gives `idrcell stage`. All are required in a command: one left out would take
+# the CLI's default on a pool but the caller's value here, and the two runs would differ.
+STAGE_OPTIONS = (
+    "--experiments",
+    "--study",
+    "--container",
+    "--out",
+    "--seed",
+    "--max-channels",
+    "--base-url",
+    "--concurrency",
+    "--timeout",
+    "--retries",
+)
 
 
 @dataclass(frozen=True)
@@ -27,9 +61,10 @@ class StageJob:
     """Stage one experiment of a list into `out/staging/<study>_<container>/`."""
 
     experiment: Experiment
-    experiments_path: Path  # the list it comes from, for the equivalent command line
+    experiments_path: Path  # the list it comes from, as named in the command
     out: Path
     config: StageConfig
+    command: tuple[str, ...]  # the `idrcell` arguments expanded from scrape.sub: what this job runs
 
     @property
     def name(self) -> str:
@@ -37,31 +72,69 @@ class StageJob:
 
     def argv(self) -> list[str]:
         """The `idrcell stage` command that runs this job anywhere the package is installed."""
-        client = self.config.client
-        return [
-            "idrcell",
-            "stage",
-            "--experiments",
-            str(self.experiments_path),
-            "--study",
-            self.experiment.study,
-            "--container",
-            self.experiment.container,
-            "--out",
-            str(self.out),
-            "--seed",
-            str(self.config.seed),
-            "--max-channels",
-            str(self.config.max_channels),
-            "--base-url",
-            client.base_url,
-            "--concurrency",
-            str(client.concurrency),
-            "--timeout",
-            str(client.timeout_s),
-            "--retries",
-            str(client.max_retries),
-        ]
+        return ["idrcell", *self.command]
+
+
+def stage_variables(experiments_path: Path | str, out: Path | str, config: StageConfig) -> dict[str, str]:
+    """The submit variables of scrape.sub that make its jobs run with `config`."""
+    client = config.client
+    return {
+        "list": str(experiments_path),
+        "out": str(out),
+        "seed": str(config.seed),
+        "max_channels": str(config.max_channels),
+        "base_url": client.base_url,
+        "concurrency": str(client.concurrency),
+        "timeout": str(client.timeout_s),
+        "retries": str(client.max_retries),
+    }
+
+
+def job_from_command(
+    command: Sequence[str], experiments: Sequence[Experiment], config: StageConfig
+) -> StageJob:
+    """Read an `idrcell stage` command back into a job. Every value the command names comes from it;
+    `config` supplies only what a command line cannot set (backoff timing, tiling, worker threads)."""
+    words = list(command)
+    if not words or words[0] != "stage":
+        raise CondorError(f"the job runs {' '.join(words[:1]) or 'nothing'!r}, not `idrcell stage`")
+    values: dict[str, str] = {}
+    pairs = words[1:]
+    if len(pairs) % 2:
+        raise CondorError(f"the stage command {' '.join(words)!r} has an option without a value")
+    for option, value in zip(pairs[::2], pairs[1::2], strict=True):
+        if option not in STAGE_OPTIONS or option in values:
+            raise CondorError(f"the stage command repeats or does not know option {option!r}")
+        values[option] = value
+    missing = [option for option in STAGE_OPTIONS if option not in values]
+    if missing:
+        raise CondorError(f"the stage command lacks {', '.join(missing)}")
+    try:
+        experiment = find_experiment(list(experiments), values["--study"], values["--container"])
+        client = replace(
+            config.client,
+            base_url=values["--base-url"],
+            concurrency=int(values["--concurrency"]),
+            timeout_s=float(values["--timeout"]),
+            max_retries=int(values["--retries"]),
+        )
+        job_config = replace(
+            config, seed=int(values["--seed"]), max_channels=int(values["--max-channels"]), client=client
+        )
+    except KeyError as error:
+        raise CondorError(f"{values['--experiments']}: {error.args[0]}") from None
+    except ValueError as error:
+        raise CondorError(f"the stage command has a bad number: {error}") from None
+    return StageJob(
+        experiment, Path(values["--experiments"]), Path(values["--out"]), job_config, tuple(words)
+    )
+
+
+def _item(experiment: Experiment) -> dict[str, str]:
+    """The item data scrape.sub's `queue study,container,row from ...` gives this experiment's job."""
+    row = experiment.to_row()
+    rest = ",".join(value for column, value in row.items() if column not in ("study", "container"))
+    return {"study": experiment.study, "container": experiment.container, "row": rest}
 
 
 def make_jobs(
@@ -70,15 +143,68 @@ def make_jobs(
     out: Path,
     config: StageConfig,
     processes: int = 1,
+    submit_file: Path | None = None,
 ) -> list[StageJob]:
-    """One job per experiment; the global concurrency cap is shared out among the processes."""
+    """One job per experiment, its command expanded from scrape.sub (default: the packaged copy).
+
+    The global concurrency cap is shared out among the processes that run at once."""
     share = max(1, config.client.concurrency // max(1, min(processes, len(experiments))))
     job_config = replace(config, client=replace(config.client, concurrency=share))
-    return [StageJob(e, Path(experiments_path), Path(out), job_config) for e in experiments]
+    submit = SubmitFile.load(submit_file, stage_variables(experiments_path, out, job_config))
+    return [
+        job_from_command(expand_job(submit, _item(experiment), process).arguments, experiments, job_config)
+        for process, experiment in enumerate(experiments)
+    ]
 
 
-def failed_result(experiment: Experiment, error: BaseException) -> StageResult:
-    return StageResult(
+def condor_queue(
+    experiments: Sequence[Experiment],
+    experiments_path: Path,
+    variables: Mapping[str, str] | None = None,
+    submit_file: Path | None = None,
+    config: StageConfig = StageConfig(),
+) -> list[CondorJob]:
+    """The jobs `condor_submit scrape.sub list=LIST name=value ...` would queue, checked to be exactly
+    the list's experiments in order, each running a stage command the local executor can run."""
+    submit = SubmitFile.load(submit_file, {"list": str(experiments_path), **(variables or {})})
+    try:
+        jobs = queued_jobs(submit)
+    except CondorError as error:
+        raise CondorError(f"{experiments_path}: {error}") from None
+    check_jobs_match_list(jobs, experiments, Path(experiments_path))
+    for job in jobs:
+        job_from_command(job.arguments, experiments, config)
+    return jobs
+
+
+@dataclass(frozen=True)
+class FailedStage(StageResult):
+    """A stage that could not run at all; `permanent` when no rerun can fix it (bad input)."""
+
+    permanent: bool = False
+
+
+# Errors that retrying cannot fix: a container that does not exist or is not readable, a refused
+# request, a malformed list or URL, a staging folder made with other parameters.
+_PERMANENT_ERRORS = (ListingError, PermanentHTTPError, ValueError)
+
+
+def exit_code(result: StageResult) -> int:
+    """The exit status of `idrcell stage` (and of its condor job) for this result."""
+    if result.complete:
+        return EXIT_OK
+    if isinstance(result, FailedStage) and result.permanent:
+        return EXIT_BAD_INPUT
+    return EXIT_RETRY
+
+
+def failed_result(
+    experiment: Experiment, error: BaseException | str, permanent: bool | None = None
+) -> FailedStage:
+    """The result of a stage that could not run; `permanent` defaults to what the error says."""
+    if permanent is None:
+        permanent = isinstance(error, _PERMANENT_ERRORS)
+    return FailedStage(
         name=experiment.name,
         study=experiment.study,
         container=experiment.container,
@@ -90,6 +216,7 @@ def failed_result(experiment: Experiment, error: BaseException) -> StageResult:
         complete=False,
         already_done=False,
         error=str(error),
+        permanent=permanent,
     )
 
 
