@@ -16,6 +16,7 @@ from idrcell import __version__
 from idrcell.client import BASE_URL_ENV, DEFAULT_BASE_URL, ClientConfig
 from idrcell.dataset import ShardLimits
 from idrcell.emulator.cli import emulator_command
+from idrcell.executors import ExecutorKind
 from idrcell.experiments import Experiment, ExperimentListError, find_experiment, load_experiments
 from idrcell.stage import StageConfig
 
@@ -71,16 +72,16 @@ def main(
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 1) -> typer.Exit:
     errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
+    return typer.Exit(code)
 
 
-def _load_list(path: Path) -> list[Experiment]:
+def _load_list(path: Path, code: int = 1) -> list[Experiment]:
     try:
         return load_experiments(path)
     except ExperimentListError as error:
-        raise _fail(str(error)) from None
+        raise _fail(str(error), code) from None
 
 
 def _stage_config(
@@ -155,16 +156,23 @@ def stage(
     retries: int = RETRIES,
     max_channels: int = MAX_CHANNELS,
 ) -> None:
-    """Stage one experiment of a list (one independent, resumable job) into OUT/staging/."""
-    from idrcell.executors import make_jobs, run_job
+    """Stage one experiment of a list (one independent, resumable job) into OUT/staging/.
 
-    rows = _load_list(experiments)
+    Exit code 0: staged. 1: stopped by something transient; run it again to resume. 2: bad input
+    that rerunning cannot fix (HTCondor holds such a job; see docs/condor.md)."""
+    from idrcell.condor import CondorError
+    from idrcell.executors import EXIT_BAD_INPUT, exit_code, make_jobs, run_job
+
+    rows = _load_list(experiments, EXIT_BAD_INPUT)
     try:
         experiment = find_experiment(rows, study, container)
     except KeyError as error:
-        raise _fail(f"{experiments}: {error.args[0]}") from None
+        raise _fail(f"{experiments}: {error.args[0]}", EXIT_BAD_INPUT) from None
     config = _stage_config(seed, base_url, concurrency, timeout, retries, max_channels)
-    (job,) = make_jobs([experiment], experiments, out, config)
+    try:
+        (job,) = make_jobs([experiment], experiments, out, config)
+    except CondorError as error:
+        raise _fail(str(error), EXIT_BAD_INPUT) from None
     started = time.monotonic()
     with _staging_bars({experiment.name: experiment.n_images}) as bars:
         result = run_job(job, bars.update)
@@ -173,7 +181,9 @@ def stage(
         console.print(f"Nothing to do: {experiment.omero_name} is already staged in {out}.")
     if not result.complete:
         hint = "" if result.error else "; run the same command again to retry them"
-        raise _fail(f"{experiment.omero_name} did not finish ({result.failed} images failed{hint})")
+        raise _fail(
+            f"{experiment.omero_name} did not finish ({result.failed} images failed{hint})", exit_code(result)
+        )
 
 
 def _merge_bar():
@@ -238,27 +248,56 @@ def build(
     max_channels: int = MAX_CHANNELS,
     max_shard_samples: int = SHARD_SAMPLES,
     max_shard_bytes: int = SHARD_BYTES,
+    executor: ExecutorKind = typer.Option(
+        ExecutorKind.local,
+        "--executor",
+        help="local: a process pool here (--jobs). condor: one HTCondor job per experiment through the "
+        "local schedd (OUT and this environment on a shared filesystem; --concurrency is per job), "
+        "then the merge here.",
+    ),
+    condor_set: list[str] = typer.Option(
+        [],
+        "--condor-set",
+        metavar="NAME=VALUE",
+        help="With --executor condor: a submit variable of condor/scrape.sub, e.g. memory=8GB (repeatable).",
+    ),
 ) -> None:
     """Stage every experiment of a list, then merge: the whole dataset. Kill it and rerun to resume."""
     from idrcell.build import build as run_build
+    from idrcell.condor import CondorError
     from idrcell.merge import MergeError
 
     rows = _load_list(experiments)
     config = _stage_config(seed, base_url, concurrency, timeout, retries, max_channels)
+    limits = ShardLimits(max_shard_samples, max_shard_bytes)
     started = time.monotonic()
     try:
         with _staging_bars({e.name: e.n_images for e in rows}) as bars:
-            result = run_build(
-                rows,
-                experiments,
-                out,
-                config,
-                ShardLimits(max_shard_samples, max_shard_bytes),
-                processes=jobs,
-                progress=bars.update,
-                merge_progress=bars.merge_progress,
-            )
-    except MergeError as error:
+            if executor is ExecutorKind.condor:
+                from idrcell.condor_pool import build_on_condor
+
+                result = build_on_condor(
+                    rows,
+                    experiments,
+                    out,
+                    config,
+                    limits,
+                    progress=bars.update,
+                    merge_progress=bars.merge_progress,
+                    variables=_assignments(condor_set),
+                )
+            else:
+                result = run_build(
+                    rows,
+                    experiments,
+                    out,
+                    config,
+                    limits,
+                    processes=jobs,
+                    progress=bars.update,
+                    merge_progress=bars.merge_progress,
+                )
+    except (MergeError, CondorError) as error:
         raise _fail(str(error)) from None
     _report_stages(result.stages, out, time.monotonic() - started)
     if result.nothing_to_do:
@@ -272,6 +311,45 @@ def build(
             "run the same command again to resume them"
         )
     _report_merge(result.merge, out)
+
+
+def _assignments(pairs: list[str]) -> dict[str, str]:
+    """`NAME=VALUE` words, as condor_submit takes them, as a dict."""
+    values = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or not name.strip():
+            raise _fail(f"{pair!r} is not a NAME=VALUE submit variable assignment")
+        values[name.strip()] = value.strip()
+    return values
+
+
+@app.command("condor-jobs")
+def condor_jobs(
+    experiments: Path = typer.Argument(..., help="Experiment list CSV (the list=... of condor_submit)."),
+    assignments: list[str] = typer.Argument(
+        None, metavar="[NAME=VALUE]...", help="Submit variables as on the condor_submit command line."
+    ),
+    submit_file: Path | None = typer.Option(
+        None, "--submit-file", help="Submit file to expand (default: the packaged copy of condor/scrape.sub)."
+    ),
+) -> None:
+    """Print the command line of every job `condor_submit condor/scrape.sub list=LIST ...` would queue,
+    expanded by HTCondor's own parser; `idrcell build` runs the same commands locally."""
+    import shlex
+
+    from idrcell.condor import CondorError
+    from idrcell.executors import condor_queue
+
+    rows = _load_list(experiments)
+    try:
+        queued = condor_queue(rows, experiments, _assignments(assignments or []), submit_file)
+    except CondorError as error:
+        raise _fail(str(error)) from None
+    for job in queued:
+        typer.echo(shlex.join(job.command))
+    summary = f"{len(queued)} jobs for the {len(rows)} experiments of {experiments}"
+    errors.print(summary, highlight=False, soft_wrap=True)
 
 
 # -- checking and describing a dataset ---------------------------------------------------------
