@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -29,6 +27,7 @@ from torch import nn
 
 import chadavit
 from chadavit_bench import __version__
+from chadavit_bench.atomic import atomic_write
 from chadavit_bench.datasets.base import DownstreamDataset
 
 CODE_VERSION = "embed-v1"  # bump when what is computed changes, to invalidate every cache entry
@@ -87,15 +86,12 @@ def cache_key(model_checksum: str, dataset: DownstreamDataset, setting: EmbedSet
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
     """Write an .npz atomically: a temporary file in the same folder, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
+
+    def write(temporary: str) -> None:
+        with open(temporary, "wb") as stream:  # a file object: np.savez would append .npz to a name
             np.savez(stream, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def _load_cached(path: Path) -> Embeddings | None:

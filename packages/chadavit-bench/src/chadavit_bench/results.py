@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from chadavit_bench.atomic import atomic_write
 
 COLUMNS = ("model", "dataset", "task", "features", "regime", "seed", "metric", "value")
 GROUP = ["model", "dataset", "task", "features", "regime", "metric"]
@@ -59,25 +59,14 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-def _atomic(path: Path, write) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_tables(out: Path, results: pd.DataFrame) -> pd.DataFrame:
     """results.parquet, results.csv and summary.csv under `out`; returns the summary."""
     out.mkdir(parents=True, exist_ok=True)
     results = results.sort_values(list(COLUMNS[:-1]), kind="stable").reset_index(drop=True)
     summary = summarise(results)
-    _atomic(out / "results.parquet", lambda tmp: results.to_parquet(tmp, index=False))
-    _atomic(out / "results.csv", lambda tmp: results.to_csv(tmp, index=False))
-    _atomic(out / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False))
+    atomic_write(out / "results.parquet", lambda tmp: results.to_parquet(tmp, index=False))
+    atomic_write(out / "results.csv", lambda tmp: results.to_csv(tmp, index=False))
+    atomic_write(out / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False))
     return summary
 
 

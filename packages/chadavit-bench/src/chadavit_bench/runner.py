@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from chadavit_bench import __version__
+from chadavit_bench.atomic import atomic_write_text
 from chadavit_bench.datasets import DownstreamDataset, discover
 from chadavit_bench.embed import (
     FEATURE_KINDS,
@@ -86,7 +87,7 @@ def quick_config(config: BenchConfig, seeds: int | None = None) -> BenchConfig:
         config,
         seeds=seeds if seeds is not None else 2,
         knn_grid=False,
-        linear=dataclasses.replace(config.linear, epochs=30),
+        linear=dataclasses.replace(config.linear, epochs=30, min_steps=200),
         reconstruction=dataclasses.replace(config.reconstruction, epochs=15),
         joint=dataclasses.replace(config.joint, max_per_group=50),
         attention_images=1,
@@ -367,9 +368,7 @@ def write_run_json(out: Path, outcome: RunOutcome, config: BenchConfig, tasks: S
         "skipped": skipped,
         "config": json.loads(json.dumps(asdict(config), default=list)),
     }
-    temporary = out / ".run.json.tmp"
-    temporary.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    temporary.replace(out / "run.json")
+    atomic_write_text(out / "run.json", json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
 def run_all(

@@ -117,15 +117,23 @@ class DownstreamDataset:
         return self._fingerprint
 
 
-def require_files(name: str, root: Path, records: Sequence[Record]) -> None:
+def require_files(name: str, root: Path, records: Sequence[Record], source: str | None = None) -> None:
     """Fail with one sentence naming the missing files when records point at absent channel files."""
     missing = [root / f for record in records for f in record.files if not (root / f).is_file()]
-    if missing:
-        total = sum(len(record.files) for record in records)
-        raise DatasetNotFoundError(
-            f"{name}: {len(missing)} of {total} channel files listed in the split are missing under {root} "
-            f"(first: {missing[0]}); download the dataset into that folder (see docs/bench.md)"
+    if not missing:
+        return
+    total = sum(len(record.files) for record in records)
+    if source is None:
+        where = f"listed in the split are missing under {root}"
+        fix = "download the dataset into that folder (see docs/bench.md)"
+    else:
+        where, fix = (
+            f"listed in {source} are missing",
+            "fix the paths (relative ones start at the manifest's folder)",
         )
+    raise DatasetNotFoundError(
+        f"{name}: {len(missing)} of {total} channel files {where} (first: {missing[0]}); {fix}"
+    )
 
 
 def require_path(name: str, path: Path, what: str) -> Path:

@@ -139,7 +139,7 @@ def load_manifest(
     if len(channel_names) != n_channels:
         raise DatasetFormatError(f"{path}: {n_channels} channel files per row but names {channel_names}")
     root = Path("/")  # record files are absolute after resolution
-    require_files(name, root, records)
+    require_files(name, root, records, source=str(path))
     present = {r.split for r in records}
     return DownstreamDataset(
         name=name,

@@ -105,6 +105,7 @@ def run_joint(
     if len(embeddings) != 2:
         raise ValueError(f"the joint embedding compares two datasets, got {sorted(embeddings)}")
     (name_a, a), (name_b, b) = embeddings.items()
+    compounds = {name: np.asarray(values, dtype=str) for name, values in compounds.items()}
     if a.shape[1] != b.shape[1]:
         raise ValueError(
             f"{name_a} and {name_b} embeddings differ in width ({a.shape[1]} vs {b.shape[1]}): "

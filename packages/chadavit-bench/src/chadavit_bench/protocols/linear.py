@@ -18,8 +18,9 @@ from chadavit_bench.protocols.metrics import classification_metrics, standardise
 @dataclass(frozen=True)
 class LinearProbeConfig:
     epochs: int = 100
+    min_steps: int = 500  # small training sets get more epochs, so every probe sees enough updates
     batch_size: int = 256
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-2
     weight_decay: float = 1e-4
 
 
@@ -34,7 +35,8 @@ def train_linear(
     )
     x = torch.from_numpy(features)
     y = torch.from_numpy(labels.astype(np.int64))
-    for _ in range(config.epochs):
+    batches = -(-len(x) // config.batch_size)
+    for _ in range(max(config.epochs, -(-config.min_steps // batches))):
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), config.batch_size):
             batch = order[start : start + config.batch_size]

@@ -25,7 +25,7 @@ class ReconstructionConfig:
     target_size: int = 32
     epochs: int = 60
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     width: int = 64  # channels of the first decoder map, halved at each upsampling (at least 16)
     use_patch_tokens: bool = False
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from chadavit_bench import __version__
+from chadavit_bench.atomic import atomic_write_text
 from chadavit_bench.report import figures
 from chadavit_bench.report.document import Block, Figure, Heading, Paragraph, Table, to_html, to_markdown
 from chadavit_bench.results import read_results, summarise
@@ -227,8 +228,6 @@ def build_report(out: Path) -> ReportFiles:
         blocks += [Heading("Skipped"), Table(pd.DataFrame(skipped)[["task", "dataset", "model", "reason"]])]
 
     markdown_path, html_path = out / "report.md", out / "report.html"
-    for path, text in ((markdown_path, to_markdown(blocks, out)), (html_path, to_html(blocks, TITLE))):
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(text)
-        temporary.replace(path)
+    atomic_write_text(markdown_path, to_markdown(blocks, out))
+    atomic_write_text(html_path, to_html(blocks, TITLE))
     return ReportFiles(markdown=markdown_path, html=html_path, figures=made)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import matplotlib
 
+from chadavit_bench.atomic import atomic_write
+
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
@@ -27,12 +29,15 @@ PNG_METADATA = {"Software": None}
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    figure.savefig(temporary, dpi=DPI, format="png", metadata=PNG_METADATA, bbox_inches="tight")
-    plt.close(figure)
-    temporary.replace(path)
-    return path
+    try:
+        return atomic_write(
+            path,
+            lambda tmp: figure.savefig(
+                tmp, dpi=DPI, format="png", metadata=PNG_METADATA, bbox_inches="tight"
+            ),
+        )
+    finally:
+        plt.close(figure)
 
 
 def score_bars(scores: pd.DataFrame, path: Path) -> Path:
