@@ -8,11 +8,6 @@ import pytest
 
 from chadavit_bench.datasets.synthetic import SyntheticConfig, write_synthetic
 
-TINY = "embed_dim=32&depth=2&num_heads=2&img_size=32&patch_size=8"
-TINY_CHADAVIT = f"random:chadavit_petit?{TINY}"
-TINY_ONECHANNEL = f"onechannel_vit_tiny?{TINY}"
-IMG_SIZE = 32
-
 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from chadavit_bench import __version__
 from chadavit_bench.atomic import atomic_write_text
-from chadavit_bench.datasets import DownstreamDataset, discover
+from chadavit_bench.datasets import DatasetNotFoundError, DownstreamDataset, discover
 from chadavit_bench.embed import (
     FEATURE_KINDS,
     Embeddings,
@@ -394,6 +394,9 @@ def run_all(
     found, missing = discover(data_root, manifests, datasets)
     found = {name: cap_splits(dataset, config.max_images_per_split) for name, dataset in found.items()}
     jobs, skipped = plan(tasks, found, missing, config)
+    if not jobs:
+        reasons = "; ".join(f"{s.task} on {s.dataset}: {s.reason}" for s in skipped) or "no dataset found"
+        raise DatasetNotFoundError(f"nothing to run under {data_root}: {reasons}")
     out.mkdir(parents=True, exist_ok=True)
     progress.start(len(specs) * len(jobs))
     rows: list[Row] = []
