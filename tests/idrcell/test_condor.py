@@ -222,6 +222,13 @@ def test_build_on_condor_without_a_pool_fails_in_one_sentence_and_writes_nothing
     assert "error: no HTCondor pool is reachable from this machine" in message
     assert "--executor local" in message
     assert not out.exists()
+    args = ["build", "-e", str(tiny_list), "-o", str(out), "--executor", "condor"]
+    result = CliRunner().invoke(app, [*args, "--condor-set", "file_transfer=true"])
+    message = " ".join(result.output.split())
+    assert (
+        result.exit_code == 1 and "filesystem the execute nodes share" in message and "build.dag" in message
+    )
+    assert not out.exists()
 
 
 EVENT_TIME = "2024-01-15 10:00:00"

@@ -285,6 +285,11 @@ def build(
                     progress=bars.update,
                     merge_progress=bars.merge_progress,
                     variables=_assignments(condor_set),
+                    on_submit=lambda cluster, count, logs: console.print(
+                        f"Submitted {count} stage jobs as HTCondor cluster {cluster} (logs in {logs}); "
+                        f"Ctrl-C stops following them, condor_rm {cluster} stops them.",
+                        highlight=False,
+                    ),
                 )
             else:
                 result = run_build(

@@ -181,7 +181,11 @@ def _install_submit_files(target: Path) -> Path:
 
 
 def _stage_results(
-    procs: Mapping[int, Experiment], out: Path, states: Mapping[int, JobState], errors: Mapping[int, str]
+    procs: Mapping[int, Experiment],
+    out: Path,
+    states: Mapping[int, JobState],
+    errors: Mapping[int, str],
+    cluster: int,
 ) -> list[StageResult]:
     """One result per job, in list order: the stage's own summary, or why its job did not finish."""
     results: list[StageResult] = []
@@ -193,6 +197,8 @@ def _stage_results(
             continue
         reason = state.reason or "it finished without writing stage.json"
         detail = f"HTCondor job {state.status}: {reason} (see {errors[proc]})"
+        if state.status == "held":
+            detail += f"; condor_release {cluster}.{proc} once fixed, or condor_rm it"
         results.append(failed_result(experiment, detail, permanent=state.status == "held"))
     return results
 
@@ -207,15 +213,22 @@ def build_on_condor(
     merge_progress: Callable[[int, int], None] | None = None,
     variables: Mapping[str, str] | None = None,
     poll_s: float = 5.0,
+    on_submit: Callable[[int, int, Path], None] | None = None,
 ) -> BuildResult:
     """One HTCondor job per experiment, followed to the end; then the merge if every job staged.
 
-    `variables` override scrape.sub's submit variables (e.g. memory, idrcell). Raises NoPoolError
-    before writing anything when there is no pool, CondorError when the list or file cannot be used.
+    `variables` override scrape.sub's submit variables (e.g. memory, idrcell); `on_submit` hears
+    (cluster, jobs, logs folder) once the schedd took the jobs. Raises NoPoolError before writing
+    anything when there is no pool, CondorError when the list or the variables cannot be used.
     """
     out, list_path = Path(out).absolute(), Path(experiments_path).absolute()
     settings = {**stage_variables(list_path, out, config), "idrcell": _idrcell_executable()}
     settings.update(variables or {})
+    if settings.get("file_transfer", "false").lower() == "true":
+        raise CondorError(
+            "--executor condor needs OUT on a filesystem the execute nodes share; for HTCondor file "
+            'transfer submit condor/build.dag with file_transfer="true" (docs/condor.md)'
+        )
     # Check everything that needs no pool first, so that a bad list fails the same way anywhere.
     condor_queue(experiments, list_path, settings, None, config)
     schedd = locate_schedd()
@@ -234,6 +247,8 @@ def build_on_condor(
             f"(cluster {cluster}); remove it with condor_rm {cluster}"
         )
     logger.info("submitted %d stage jobs as cluster %d", submitted.num_procs(), cluster)
+    if on_submit is not None:
+        on_submit(cluster, submitted.num_procs(), condor_dir / "logs")
 
     procs = {first + index: experiment for index, experiment in enumerate(experiments)}
     paths = {proc: submit.expand(("log", "error"), process=proc, cluster=cluster) for proc in procs}
@@ -257,7 +272,7 @@ def build_on_condor(
 
     logs = {proc: Path(p["log"]) for proc, p in paths.items()}
     states = follow_jobs(logs, max_retries, report, poll_s, cluster=cluster)
-    results = _stage_results(procs, out, states, {proc: p["error"] for proc, p in paths.items()})
+    results = _stage_results(procs, out, states, {proc: p["error"] for proc, p in paths.items()}, cluster)
     if any(not result.complete for result in results):
         return BuildResult(results, None)
     merged = merge_stages(list(experiments), out, seed=config.seed, limits=limits, progress=merge_progress)
