@@ -10,17 +10,17 @@ import torch
 
 from chadavit.data.augment import (
     AugmentConfig,
+    Geometry,
     gaussian_blur,
     geometric_view,
     jitter_intensity,
     multi_crop,
     sample_crop_boxes,
+    sample_geometry,
 )
 from chadavit.data.shards import decode_sample, iter_raw_samples, list_shards
 from chadavit.data.testing import synthetic_image, write_shards
 
-IDENTITY = torch.eye(2, dtype=torch.float64)[None]
-WHOLE = torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
 NO_NOISE = dict(intensity_p=0.0, blur_p_global=(0.0, 0.0), blur_p_local=0.0)
 
 
@@ -46,32 +46,53 @@ def test_channels_of_another_size_are_resized_to_224(tmp_path: Path) -> None:
     assert sample.pixels.shape == (2, 224, 224)
 
 
+def geometry(box: list[int], hflip: bool = False, vflip: bool = False, turns: int = 0) -> Geometry:
+    return Geometry(torch.tensor([box]), torch.tensor([hflip]), torch.tensor([vflip]), torch.tensor([turns]))
+
+
 def test_whole_image_crop_without_flip_is_the_identity() -> None:
     image = images([3])[0]
-    out = geometric_view(image, torch.tensor([3]), WHOLE, IDENTITY, 32)
-    assert torch.allclose(out, image, atol=1e-5)
+    out = geometric_view(image, torch.tensor([3]), geometry([0, 0, 32, 32]), 32)
+    assert torch.allclose(out, image, atol=1e-6)
 
 
 @pytest.mark.parametrize("turns", [1, 2, 3])
 def test_rotations_are_exact_quarter_turns(turns: int) -> None:
     image = images([2])[0]
-    quarter = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)
-    rotation = torch.linalg.matrix_power(quarter, turns)[None]
-    out = geometric_view(image, torch.tensor([2]), WHOLE, rotation, 32)
-    matches = [k for k in range(4) if torch.allclose(out, torch.rot90(image, k, dims=(1, 2)), atol=1e-5)]
-    assert len(matches) == 1 and matches[0] in (turns, 4 - turns)
+    out = geometric_view(image, torch.tensor([2]), geometry([0, 0, 32, 32], turns=turns), 32)
+    assert torch.allclose(out, torch.rot90(image, turns, dims=(1, 2)), atol=1e-6)
 
 
-def test_flip_and_crop_box_select_the_right_pixels() -> None:
+def test_flips_mirror_the_image() -> None:
     image = images([1], size=8)[0]
-    flip = torch.diag(torch.tensor([-1.0, 1.0], dtype=torch.float64))[None]
-    assert torch.allclose(geometric_view(image, torch.tensor([1]), WHOLE, flip, 8), image.flip(-1), atol=1e-5)
-    right_half = torch.tensor([[0.5, 0.0, 0.5, 1.0]], dtype=torch.float64)
-    out = geometric_view(image, torch.tensor([1]), right_half, IDENTITY, 4)
-    # The 4 x 8 box (columns 4..7) resampled to 4 x 4: columns map one to one, and each output row
-    # centre falls halfway between two input rows.
-    expected = 0.5 * (image[:, 0::2, 4:] + image[:, 1::2, 4:])
-    assert torch.allclose(out, expected, atol=1e-5)
+    counts = torch.tensor([1])
+    assert torch.allclose(
+        geometric_view(image, counts, geometry([0, 0, 8, 8], hflip=True), 8), image.flip(-1)
+    )
+    assert torch.allclose(
+        geometric_view(image, counts, geometry([0, 0, 8, 8], vflip=True), 8), image.flip(-2)
+    )
+
+
+def test_a_crop_box_selects_its_pixels_and_is_resized() -> None:
+    ramp_x = torch.arange(8.0).expand(1, 8, 8)  # value = column index
+    out = geometric_view(ramp_x, torch.tensor([1]), geometry([4, 0, 4, 8]), 4)
+    # Columns 4..7 map one to one; rows are averaged two to one, which a column ramp does not see.
+    assert torch.allclose(out, torch.arange(4.0, 8.0).expand(1, 4, 4), atol=1e-5)
+    uniform = torch.full((2, 32, 32), 0.25)
+    assert torch.allclose(
+        geometric_view(uniform, torch.tensor([2]), geometry([3, 5, 10, 14]), 16), uniform[:, :16, :16]
+    )
+
+
+def test_sampled_geometry_stays_inside_the_image() -> None:
+    drawn = sample_geometry(torch.Generator().manual_seed(0), 500, 224, 224, (0.05, 0.4), AugmentConfig())
+    x0, y0, w, h = drawn.boxes.unbind(dim=1)
+    assert bool((x0 >= 0).all() and (y0 >= 0).all() and (x0 + w <= 224).all() and (y0 + h <= 224).all())
+    area = (w * h).double() / 224**2
+    assert float(area.min()) > 0.04 and float(area.max()) < 0.41
+    assert set(drawn.turns.tolist()) == {0, 1, 2, 3}
+    assert 0.4 < float(drawn.hflip.double().mean()) < 0.6
 
 
 def test_crop_boxes_respect_the_scale_range() -> None:

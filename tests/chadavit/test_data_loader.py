@@ -21,7 +21,10 @@ def epoch_batches(
     views: bool = False, seed: int = 0,
 ) -> list:  # fmt: skip
     steps, streams = plan_epochs(shard_set, data, rank, world)
-    plan = EpochPlan(shard_set, data, SMALL_VIEWS, seed, epoch, rank, world, steps, streams, 10, start, views)
+    output = "views" if views else "keys"
+    plan = EpochPlan(
+        shard_set, data, SMALL_VIEWS, seed, epoch, rank, world, steps, streams, 10, start, output
+    )
     return list(make_epoch_loader(plan))
 
 
@@ -138,3 +141,19 @@ def test_an_unusable_data_dir_is_one_clear_error(tmp_path: Path, layout: str) ->
         (root / "shards" / "idrcell-000000.tar").write_bytes(b"\0" * 1024)
     with pytest.raises(DataError, match=str(root)):
         ShardSet.scan(root)
+
+
+def test_views_made_on_the_training_device_equal_those_made_by_the_loader(uneven: ShardSet) -> None:
+    """`data.augment_on=device` sends decoded images and draws the views with the same generator."""
+    data = DataConfig(batch_size=2, num_workers=1, shuffle_buffer=4, steps_per_epoch=3)
+    steps, streams = plan_epochs(uneven, data, 0, 1)
+    in_loader = list(make_epoch_loader(EpochPlan(uneven, data, SMALL_VIEWS, 0, 1, 0, 1, steps, streams, 10)))
+    plan = EpochPlan(uneven, data, SMALL_VIEWS, 0, 1, 0, 1, steps, streams, 10, output="images")
+    for sent, expected in zip(make_epoch_loader(plan), in_loader, strict=True):
+        assert sent.images is not None and sent.images.dtype == torch.uint8 and not sent.global_views
+        made = sent.with_views(SMALL_VIEWS, seed=0, epoch=1, rank=0, device=torch.device("cpu"))
+        assert made.keys == expected.keys and torch.equal(made.channel_counts, expected.channel_counts)
+        for a, b in zip(
+            made.global_views + made.local_views, expected.global_views + expected.local_views, strict=True
+        ):
+            assert torch.equal(a, b)

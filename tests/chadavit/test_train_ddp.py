@@ -51,7 +51,7 @@ def test_two_ranks_train_in_sync_and_export_a_loadable_teacher(tmp_path: Path) -
 
 def test_a_failing_rank_stops_the_others_instead_of_leaving_them_waiting() -> None:
     started = time.monotonic()
-    with pytest.raises(ProcessException, match=r"rank 1 failed on purpose|Connection closed by peer"):
+    with pytest.raises(ProcessException, match=r"rank 1 failed on purpose|by peer"):
         spawn_local(2, rank_one_fails, (300.0,))
     # Rank 0 sat in a barrier with a 300 s timeout; it learnt of rank 1's death (gloo saw the
     # connection close, or the parent terminated it), whichever came first, and nothing hung.

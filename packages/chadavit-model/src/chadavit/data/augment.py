@@ -1,8 +1,8 @@
 """DINO multi-crop augmentations for microscopy, in plain torch and vectorised over a batch.
 
 Every image keeps its channels in every view; geometry (crop, flips, 90-degree rotations) is drawn
-once per image and view and applied to all of that image's channels with one `grid_sample` over
-the whole batch, while intensity jitter is drawn per channel (stains are independent). All draws
+once per image and view and applied to all of that image's channels at once (one antialiased
+resize per image), while intensity jitter is drawn per channel (stains are independent). All draws
 come from one `torch.Generator`, so a batch's views are a pure function of its seed.
 """
 
@@ -93,34 +93,64 @@ def sample_crop_boxes(
     return torch.stack([x0, y0, width, height], dim=1)
 
 
-def _dihedral(generator: torch.Generator, n: int, config: AugmentConfig) -> Tensor:
-    """(n, 2, 2) matrices: random horizontal/vertical flips then a random multiple of 90 degrees."""
-    flip_x = torch.where(torch.rand(n, generator=generator) < config.hflip_p, -1.0, 1.0)
-    flip_y = torch.where(torch.rand(n, generator=generator) < config.vflip_p, -1.0, 1.0)
+@dataclass(frozen=True)
+class Geometry:
+    """Per image of a view: pixel crop boxes (x0, y0, w, h), flips and quarter turns, all (n,) or (n, 4)."""
+
+    boxes: Tensor
+    hflip: Tensor
+    vflip: Tensor
+    turns: Tensor
+
+
+def sample_geometry(
+    generator: torch.Generator,
+    n: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    config: AugmentConfig,
+) -> Geometry:
+    """Crop boxes rounded to whole pixels (as torchvision's RandomResizedCrop), flips, rotations."""
+    fractions = sample_crop_boxes(generator, n, scale, config.crop_ratio)
+    size = torch.tensor([width, height, width, height], dtype=torch.float64)
+    x0, y0, w, h = (fractions * size).unbind(dim=1)
+    w = w.round().clamp(1, width)
+    h = h.round().clamp(1, height)
+    x0 = torch.minimum(x0.round(), width - w)
+    y0 = torch.minimum(y0.round(), height - h)
+    boxes = torch.stack([x0, y0, w, h], dim=1).long()
+    hflip = torch.rand(n, generator=generator) < config.hflip_p
+    vflip = torch.rand(n, generator=generator) < config.vflip_p
     turns = torch.randint(0, 4 if config.rotate90 else 1, (n,), generator=generator)
-    quarter = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)
-    powers = torch.stack([torch.linalg.matrix_power(quarter, k) for k in range(4)])
-    flips = torch.diag_embed(torch.stack([flip_x, flip_y], dim=1).to(torch.float64))
-    return powers[turns] @ flips
+    return Geometry(boxes, hflip, vflip, turns)
 
 
-def geometric_view(pixels: Tensor, counts: Tensor, boxes: Tensor, dihedral: Tensor, size: int) -> Tensor:
-    """Resample every channel through its image's crop box and flip/rotation: (sum C, size, size).
+def geometric_view(pixels: Tensor, counts: Tensor, geometry: Geometry, size: int) -> Tensor:
+    """Crop each image, resize it to size x size (bilinear, antialiased like PIL), flip, rotate.
 
-    With align_corners=False, normalised -1 and +1 are the outer pixel edges, so a box maps exactly.
+    All channels of an image share its crop and transform; the result is (sum C, size, size).
     """
-    x0, y0, width, height = boxes.unbind(dim=1)
-    scale = torch.diag_embed(torch.stack([width, height], dim=1))
-    theta = torch.empty((boxes.shape[0], 2, 3), dtype=torch.float64)
-    theta[:, :, :2] = scale @ dihedral
-    theta[:, 0, 2] = 2 * x0 + width - 1  # box centre in normalised input coordinates
-    theta[:, 1, 2] = 2 * y0 + height - 1
-    theta_per_channel = theta.repeat_interleave(counts, dim=0).to(pixels.dtype)
-    grid = F.affine_grid(theta_per_channel, [pixels.shape[0], 1, size, size], align_corners=False)
-    out = F.grid_sample(
-        pixels.unsqueeze(1), grid, mode="bilinear", padding_mode="border", align_corners=False
-    )
-    return out.squeeze(1)
+    views = []
+    for image, box, hflip, vflip, turns in zip(
+        torch.split(pixels, counts.tolist()),
+        geometry.boxes.tolist(),
+        geometry.hflip.tolist(),
+        geometry.vflip.tolist(),
+        geometry.turns.tolist(),
+        strict=True,
+    ):
+        x0, y0, w, h = box
+        crop = image[None, :, y0 : y0 + h, x0 : x0 + w]
+        view = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
+        if hflip:
+            view = view.flip(-1)
+        if vflip:
+            view = view.flip(-2)
+        if turns:
+            view = torch.rot90(view, turns, dims=(-2, -1))
+        views.append(view)
+    return torch.cat(views)
 
 
 def jitter_intensity(view: Tensor, generator: torch.Generator, config: AugmentConfig) -> Tensor:
@@ -129,8 +159,8 @@ def jitter_intensity(view: Tensor, generator: torch.Generator, config: AugmentCo
     chosen = torch.rand(n, generator=generator) < config.intensity_p
     gain = _uniform(generator, (n,), *config.intensity_scale).to(view.dtype)
     shift = _uniform(generator, (n,), *config.intensity_shift).to(view.dtype)
-    gain = torch.where(chosen, gain, torch.ones_like(gain))
-    shift = torch.where(chosen, shift, torch.zeros_like(shift))
+    gain = torch.where(chosen, gain, torch.ones_like(gain)).to(view.device)
+    shift = torch.where(chosen, shift, torch.zeros_like(shift)).to(view.device)
     return (view * gain[:, None, None] + shift[:, None, None]).clamp_(0.0, 1.0)
 
 
@@ -140,11 +170,12 @@ def gaussian_blur(view: Tensor, sigma_per_channel: Tensor) -> Tensor:
     if not bool(blurred.any()):
         return view
     sigmas = sigma_per_channel[blurred].to(view.dtype)
+    blurred = blurred.to(view.device)
     radius = max(1, math.ceil(3.0 * float(sigmas.max())))
     radius = min(radius, view.shape[-1] - 1)  # reflect padding needs a radius below the size
     offsets = torch.arange(-radius, radius + 1, dtype=view.dtype)
     kernels = torch.exp(-(offsets[None, :] ** 2) / (2 * sigmas[:, None] ** 2))
-    kernels = kernels / kernels.sum(dim=1, keepdim=True)
+    kernels = (kernels / kernels.sum(dim=1, keepdim=True)).to(view.device)
     planes = view[blurred].unsqueeze(0)  # (1, n, S, S): one group per channel
     count = planes.shape[1]
     planes = F.conv2d(
@@ -194,8 +225,8 @@ def _make_view(
     scale: tuple[float, float],
     blur_p: float,
 ) -> Tensor:
-    boxes = sample_crop_boxes(generator, counts.numel(), scale, config.crop_ratio)
-    view = geometric_view(pixels, counts, boxes, _dihedral(generator, counts.numel(), config), size)
+    geometry = sample_geometry(generator, counts.numel(), pixels.shape[-2], pixels.shape[-1], scale, config)
+    view = geometric_view(pixels, counts, geometry, size)
     view = jitter_intensity(view, generator, config)
     # Blur sums weights that add to 1 only up to rounding: clamp again to stay in [0, 1].
     return gaussian_blur(view, _blur_sigmas(generator, counts, blur_p, config)).clamp_(0.0, 1.0)

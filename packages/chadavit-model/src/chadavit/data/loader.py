@@ -20,7 +20,7 @@ import hashlib
 import logging
 import multiprocessing
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -55,6 +55,9 @@ class DataConfig:
     samples_per_rank: int | None = None  # per epoch; default: dataset size // world size
     steps_per_epoch: int | None = None  # overrides samples_per_rank when set
     group_by_channels: bool = True  # batches of one channel count (padding-free model runs faster)
+    # Where the multi-crop views are made: "loader" (CPU workers), "device" (the training GPU, so
+    # workers only read and decode), or "auto": device when training on CUDA, else loader.
+    augment_on: str = "auto"
     max_pending_batches: int = 4  # buffered images before buckets are merged, in batches
     image_size: int = IMAGE_SIZE
 
@@ -63,6 +66,8 @@ class DataConfig:
             raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if self.augment_on not in ("auto", "loader", "device"):
+            raise ValueError(f"data.augment_on must be auto, loader or device, got {self.augment_on!r}")
         if self.max_pending_batches < 1:
             raise ValueError(f"data.max_pending_batches must be >= 1, got {self.max_pending_batches}")
         for name in ("samples_per_rank", "steps_per_epoch"):
@@ -79,6 +84,11 @@ def derive_seed(*parts: int | str) -> int:
 
 def _generator(*parts: int | str) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(*parts))
+
+
+def augment_generator(seed: int, epoch: int, step: int, rank: int) -> torch.Generator:
+    """The generator of one batch's augmentations, wherever they run."""
+    return _generator("augment", seed, epoch, step, rank)
 
 
 @dataclass(frozen=True)
@@ -132,7 +142,11 @@ class ShardSet:
 
 @dataclass(frozen=True)
 class MultiCropBatch:
-    """One training step's input: views share `channel_counts`; `skipped` counts unreadable samples."""
+    """One training step's input: views share `channel_counts`; `skipped` counts unreadable samples.
+
+    When views are made on the training device, the loader sends the decoded `images` instead
+    ((sum C, H, W) uint8) and `with_views` makes the views there.
+    """
 
     channel_counts: Tensor
     global_views: tuple[Tensor, ...]
@@ -140,6 +154,23 @@ class MultiCropBatch:
     keys: tuple[str, ...]
     step: int
     skipped: int = 0
+    images: Tensor | None = None
+
+    def with_views(
+        self, augment: AugmentConfig, seed: int, epoch: int, rank: int, device: torch.device
+    ) -> MultiCropBatch:
+        """The views of this batch made on `device`, drawn exactly as the loader would draw them."""
+        if self.global_views or self.images is None:
+            return self
+        images = self.images.to(device, non_blocking=True)
+        views = multi_crop(
+            list(torch.split(images, self.channel_counts.tolist())),
+            augment_generator(seed, epoch, self.step, rank),
+            augment,
+        )
+        return MultiCropBatch(
+            views.channel_counts, views.global_views, views.local_views, self.keys, self.step, self.skipped
+        )
 
     def __len__(self) -> int:
         return self.channel_counts.numel()
@@ -158,6 +189,7 @@ class MultiCropBatch:
             self.keys,
             self.step,
             self.skipped,
+            None if self.images is None else self.images.pin_memory(),
         )
 
 
@@ -176,7 +208,7 @@ class EpochPlan:
     n_streams: int
     max_channels: int | None = None
     start_step: int = 0
-    augment_views: bool = field(default=True)  # False yields raw sample keys only (loader tests, bench)
+    output: str = "views"  # "views", "images" (views are made on the device) or "keys" (tests, bench)
 
 
 def plan_epochs(shard_set: ShardSet, data: DataConfig, rank: int, world_size: int) -> tuple[int, int]:
@@ -277,10 +309,14 @@ class EpochStream(IterableDataset):
                 continue
             keys = tuple(sample.key for sample in batch)
             counts = torch.tensor([sample.n_channels for sample in batch], dtype=torch.long)
-            if not plan.augment_views:
+            if plan.output == "keys":
                 yield MultiCropBatch(counts, (), (), keys, step, skipped)
                 continue
-            generator = _generator("augment", plan.seed, plan.epoch, step, plan.rank)
+            if plan.output == "images":
+                images = torch.cat([sample.pixels for sample in batch])
+                yield MultiCropBatch(counts, (), (), keys, step, skipped, images)
+                continue
+            generator = augment_generator(plan.seed, plan.epoch, step, plan.rank)
             views = multi_crop([sample.pixels for sample in batch], generator, plan.augment)
             yield MultiCropBatch(
                 views.channel_counts, views.global_views, views.local_views, keys, step, skipped

@@ -226,12 +226,14 @@ def run_rank(config: TrainConfig, shard_set: ShardSet, reporter: TrainReporter |
     """One rank's whole run (the process group comes from the environment)."""
     context = init_distributed(config.device, config.dist_timeout_s)
     try:
-        _Trainer(config, shard_set, context, reporter).run()
+        Trainer(config, shard_set, context, reporter).run()
     finally:
         shutdown_distributed()
 
 
-class _Trainer:
+class Trainer:
+    """One rank of a run: networks, optimizer, schedules, loader plan; `run()` trains to the end."""
+
     def __init__(
         self, config: TrainConfig, shard_set: ShardSet, context: DistContext, reporter: TrainReporter | None
     ) -> None:
@@ -248,6 +250,8 @@ class _Trainer:
         self.total_steps = config.epochs * self.steps_per_epoch
         self.schedules = Schedules.build(config, self.steps_per_epoch, context.world_size)
         self.autocast_dtype = _precision(config, self.device)
+        where = config.data.augment_on
+        self.augment_on_device = where == "device" or (where == "auto" and self.device.type == "cuda")
 
         student, teacher = build_networks(config)
         self.student = student.to(self.device)
@@ -338,7 +342,7 @@ class _Trainer:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
-    def _train_step(self, global_views: list[ChannelBatch], local_views: list[ChannelBatch]) -> Tensor:
+    def train_step(self, global_views: list[ChannelBatch], local_views: list[ChannelBatch]) -> Tensor:
         step, epoch = self.step, self.step // self.steps_per_epoch
         for group in self.optimizer.param_groups:
             group["lr"] = float(self.schedules.lr[step])
@@ -390,6 +394,7 @@ class _Trainer:
             n_streams=self.n_streams,
             max_channels=max_channels,
             start_step=start_step,
+            output="images" if self.augment_on_device else "views",
         )
 
     def _log(self, step: int, loss: Tensor, in_sync: bool | None, seconds: float) -> StepMetrics:
@@ -421,9 +426,10 @@ class _Trainer:
             if batch.step != self.step % self.steps_per_epoch:
                 raise RuntimeError(f"the loader returned step {batch.step} of epoch {epoch} out of order")
             self.skipped += batch.skipped
+            batch = batch.with_views(config.augment, config.seed, epoch, self.context.rank, self.device)
             global_views = [b.to(self.device, non_blocking=on_gpu) for b in batch.global_batches()]
             local_views = [b.to(self.device, non_blocking=on_gpu) for b in batch.local_batches()]
-            loss = self._train_step(global_views, local_views)
+            loss = self.train_step(global_views, local_views)
             step = self.step
             self.step += 1
             in_sync = None
