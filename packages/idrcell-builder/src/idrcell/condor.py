@@ -40,7 +40,7 @@ def packaged_condor_dir() -> Path:
     return Path(str(resources.files("idrcell").joinpath("data", "condor")))
 
 
-def _bindings() -> Any:
+def htcondor_bindings() -> Any:
     # Imported on use: `idrcell --help` and the emulator should not pay for loading HTCondor.
     import htcondor2
 
@@ -83,7 +83,7 @@ class SubmitFile:
     def parse(self) -> Any:
         """A fresh `htcondor2.Submit` (fresh, because expanding sets item variables on it)."""
         try:
-            return _bindings().Submit(self.text())
+            return htcondor_bindings().Submit(self.text())
         except ValueError as error:
             raise CondorError(f"{self.path}: HTCondor cannot parse it: {error}") from None
 

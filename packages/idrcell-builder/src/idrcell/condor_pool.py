@@ -29,7 +29,7 @@ from idrcell.condor import (
     SCRAPE_SUBMIT,
     CondorError,
     SubmitFile,
-    _bindings,
+    htcondor_bindings,
     packaged_condor_dir,
 )
 from idrcell.dataset import ShardLimits
@@ -50,7 +50,7 @@ class NoPoolError(CondorError):
 
 def locate_schedd() -> Any:
     """The local pool's schedd; NoPoolError (one sentence) where this machine belongs to no pool."""
-    htcondor2 = _bindings()
+    htcondor2 = htcondor_bindings()
     try:
         return htcondor2.Schedd()
     except htcondor2.HTCondorException as error:
@@ -78,7 +78,7 @@ class JobState:
 
 def apply_event(state: JobState, event: Any, max_retries: int) -> None:
     """Advance `state` by one `htcondor2.JobEvent`, knowing the job is retried `max_retries` times."""
-    kinds = _bindings().JobEventType
+    kinds = htcondor_bindings().JobEventType
     kind = event.type
     if kind == kinds.EXECUTE:
         state.status = "running"
@@ -119,7 +119,7 @@ def follow_jobs(
     Logs that do not exist yet are waited for; events of other jobs (a log shared by several, or
     reused by an earlier cluster) are ignored. `on_poll` gets the states after every poll.
     """
-    htcondor2 = _bindings()
+    htcondor2 = htcondor_bindings()
     states = {process: JobState(process) for process in logs}
     readers: dict[int, Any] = {}
     while True:
@@ -238,7 +238,7 @@ def build_on_condor(
     submit = SubmitFile.load(_install_submit_files(condor_dir), settings)
     try:
         submitted = schedd.submit(submit.parse())
-    except (_bindings().HTCondorException, RuntimeError, ValueError) as error:
+    except (htcondor_bindings().HTCondorException, RuntimeError, ValueError) as error:
         raise CondorError(f"the schedd refused the stage jobs: {error}") from None
     cluster, first = submitted.cluster(), submitted.first_proc()
     if submitted.num_procs() != len(experiments):
