@@ -54,6 +54,8 @@ def stage_params(argv: list[str]) -> dict:
 
 
 def test_scrape_sub_queues_one_job_per_data_row_with_the_rows_values(tmp_path: Path) -> None:
+    plain = htcondor2.Submit(SCRAPE_SUB.read_text())  # as condor_submit reads the file, no overrides
+    assert plain.getQArgs() == "study,container,row from [1:] $(list)" and plain["list"] == "experiments.csv"
     listing = write_list(tmp_path)
     description = htcondor2.Submit(f"list = {listing}\n" + SCRAPE_SUB.read_text())
     raw = list(description.itemdata())
