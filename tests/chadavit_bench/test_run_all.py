@@ -80,7 +80,10 @@ def test_run_all_writes_every_output(quick_run: tuple[Path, str]) -> None:
     assert [m["label"] for m in run["models"]] == ["random:chadavit_petit", "onechannel_vit_tiny"]
     # The one-channel baseline's width depends on the channel count: no joint space, said so.
     assert any(s["task"] == "joint" and s["model"] == "onechannel_vit_tiny" for s in run["skipped"])
-    assert "skipped joint on bbbc021+bray for onechannel_vit_tiny" in " ".join(output.split())
+    assert (
+        "skipped joint on bbbc021+bray for onechannel_vit_tiny: bbbc021 and bray embeddings differ in width"
+        in " ".join(output.split())
+    )
 
     markdown = (out / "report.md").read_text()
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
@@ -179,3 +182,16 @@ def test_user_errors_are_one_sentence_and_exit_2(synthetic_root: Path, tmp_path:
         "run", "dance", "--data-root", str(synthetic_root), "--out", str(tmp_path / "c"), "-m", "x"
     )
     assert bad_task.exit_code == 2 and "unknown task" in bad_task.output
+
+
+def test_same_inputs_and_seeds_give_identical_results(synthetic_root: Path, tmp_path: Path) -> None:
+    frames = []
+    for name in ("a", "b"):
+        result = invoke(
+            "run", "linear", "--quick", "--dataset", "bbbc048", "--data-root", str(synthetic_root),
+            "--out", str(tmp_path / name), "--img-size", str(TINY_IMG_SIZE), "-m", TINY_CHADAVIT,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        frames.append(pd.read_parquet(tmp_path / name / "results.parquet"))
+    assert set(frames[0]["dataset"]) == {"bbbc048"}
+    pd.testing.assert_frame_equal(frames[0], frames[1])

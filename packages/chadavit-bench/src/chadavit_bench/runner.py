@@ -34,7 +34,7 @@ from chadavit_bench.embed import (
 )
 from chadavit_bench.models import LoadedModel, ModelSpec, load_model, unique_labels
 from chadavit_bench.protocols.attention import attention_per_channel
-from chadavit_bench.protocols.joint import JointConfig, run_joint
+from chadavit_bench.protocols.joint import JointConfig, JointEmbeddingError, run_joint
 from chadavit_bench.protocols.knn import KnnConfig, run_knn
 from chadavit_bench.protocols.linear import LinearProbeConfig, run_linear_probe
 from chadavit_bench.protocols.lowdata import FRACTIONS, stratified_subset
@@ -298,13 +298,14 @@ class ModelRun:
         rows: list[Row] = []
         for kind in self.config.features:
             embeddings = {n: self.embeddings(n).features(kind) for n in (first, second)}
-            widths = {n: e.shape[1] for n, e in embeddings.items()}
-            if len(set(widths.values())) > 1:
-                reason = f"embedding widths differ across datasets ({widths}): no joint space for this model"
-                return [], [Skip("joint", f"{first}+{second}", self.label, reason)]
             # The figure shows the first feature kind; UMAP costs seconds, so only that one gets it.
             for_figure = kind == self.config.features[0]
-            result = run_joint(embeddings, compounds, seed=0, config=self.config.joint, with_umap=for_figure)
+            try:
+                result = run_joint(
+                    embeddings, compounds, seed=0, config=self.config.joint, with_umap=for_figure
+                )
+            except JointEmbeddingError as error:
+                return [], [Skip("joint", f"{first}+{second}", self.label, str(error))]
             rows += rows_for(result.metrics, self.label, f"{first}+{second}", "joint", kind, 1.0, 0)
             if for_figure and result.umap is not None:
                 save_npz(

@@ -24,6 +24,10 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from chadavit_bench.protocols.knn import knn_predict
 
 
+class JointEmbeddingError(ValueError):
+    """The two datasets cannot be embedded jointly (different widths, too few shared compounds)."""
+
+
 @dataclass(frozen=True)
 class JointConfig:
     max_per_group: int = 200  # images per (dataset, compound), so one big dataset cannot dominate
@@ -103,17 +107,17 @@ def run_joint(
 ) -> JointResult:
     """Joint-embedding metrics and 2-D projections for exactly two datasets."""
     if len(embeddings) != 2:
-        raise ValueError(f"the joint embedding compares two datasets, got {sorted(embeddings)}")
+        raise JointEmbeddingError(f"the joint embedding compares two datasets, got {sorted(embeddings)}")
     (name_a, a), (name_b, b) = embeddings.items()
     compounds = {name: np.asarray(values, dtype=str) for name, values in compounds.items()}
     if a.shape[1] != b.shape[1]:
-        raise ValueError(
+        raise JointEmbeddingError(
             f"{name_a} and {name_b} embeddings differ in width ({a.shape[1]} vs {b.shape[1]}): "
             "this encoder does not map different channel counts to one space"
         )
     pick_a, pick_b, shared = shared_subset(compounds[name_a], compounds[name_b], config.max_per_group, seed)
     if len(shared) < 2:
-        raise ValueError(
+        raise JointEmbeddingError(
             f"{name_a} and {name_b} share {len(shared)} compounds; the joint embedding needs at least 2"
         )
     x = np.concatenate([a[pick_a], b[pick_b]]).astype(np.float64)
