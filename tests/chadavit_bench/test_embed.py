@@ -139,3 +139,26 @@ def test_reconstruction_targets_are_one_channel_resized(synthetic_root: Path) ->
     pooled = dataset.read(0).reshape(3, 16, 2, 16, 2).mean(axis=(2, 4))  # DAPI, Tubulin, Actin at 16 px
     correlations = [np.corrcoef(targets[0].ravel(), channel.ravel())[0, 1] for channel in pooled]
     assert correlations[2] > 0.97 and correlations[2] == max(correlations)
+
+
+def test_released_checkpoint_specs_load_student_or_teacher(tmp_path: Path) -> None:
+    """A Lightning-style .ckpt like the authors' (tiny shapes): backbone. and momentum_backbone. keys."""
+    tiny = {"embed_dim": 32, "depth": 2, "num_heads": 2, "ffn_dim": 64, "img_size": 32, "patch_size": 8}
+    torch.manual_seed(0)
+    student = chadavit.create_model("chadavit_moyen_v1", **tiny)
+    teacher = chadavit.create_model("chadavit_moyen_v1", **tiny)
+    state = {f"backbone.{k}": v for k, v in student.state_dict().items()}
+    state |= {f"momentum_backbone.{k}": v for k, v in teacher.state_dict().items()}
+    torch.save({"state_dict": state, "epoch": 3}, tmp_path / "chadavit16-moyen.ckpt")
+
+    default = parse_model_spec(str(tmp_path / "chadavit16-moyen.ckpt"))
+    chosen = parse_model_spec(f"{tmp_path / 'chadavit16-moyen.ckpt'}?weights=teacher")
+    assert (default.label, chosen.label) == ("chadavit16-moyen", "chadavit16-moyen:teacher")
+    loaded_student, loaded_teacher = load_model(default), load_model(chosen)
+    batch = [torch.rand(3, 32, 32)]
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded_student.model(batch), student.eval()(batch))
+        torch.testing.assert_close(loaded_teacher.model(batch), teacher.eval()(batch))
+    assert loaded_student.checksum != loaded_teacher.checksum
+    with pytest.raises(ModelSpecError, match="accepts weights= and num_heads="):
+        parse_model_spec(f"{tmp_path / 'chadavit16-moyen.ckpt'}?depth=3")

@@ -104,7 +104,9 @@ def _dataset_table(run: dict) -> pd.DataFrame:
             "task kind": d["kind"],
             "images": d["images"],
             "channels": ", ".join(d["channels"]),
-            "fit / eval split": f"{d['fit_split']} / {d['eval_split']}",
+            "fit / eval split": "all images"
+            if d["kind"] == "joint"
+            else f"{d['fit_split']} / {d['eval_split']}",
         }
         for name, d in sorted(run.get("datasets", {}).items())
     ]
@@ -144,7 +146,7 @@ def build_report(out: Path) -> ReportFiles:
 
     scores = headline_scores(summary)
     if not scores.empty:
-        made.append(figures.score_bars(scores, figure_dir / "fig1_scores.png"))
+        made.append(figures.score_bars(scores, figure_dir / "fig1_scores.png", models))
         blocks += [
             Heading("Headline scores (Figure 1)"),
             Paragraph(
@@ -166,7 +168,7 @@ def build_report(out: Path) -> ReportFiles:
     linear = summary[(summary["task"] == "linear") & (summary["metric"] == "accuracy")]
     if not linear.empty:
         curves = pd.concat([_preferred_features(p) for _, p in linear.groupby("dataset", sort=True)])
-        made.append(figures.low_data_curves(curves, figure_dir / "fig4_low_data.png"))
+        made.append(figures.low_data_curves(curves, figure_dir / "fig4_low_data.png", models))
         blocks += [
             Heading("Linear probe and low-data regimes (Figure 4)"),
             Paragraph(

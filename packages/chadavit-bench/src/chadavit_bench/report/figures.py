@@ -40,10 +40,17 @@ def _save(figure: plt.Figure, path: Path) -> Path:
         plt.close(figure)
 
 
-def score_bars(scores: pd.DataFrame, path: Path) -> Path:
+def _colours(models: list[str]) -> dict[str, tuple]:
+    """One colour per model, the same in every figure (models in the run's order)."""
+    palette = plt.get_cmap("tab10")
+    return {model: palette(i % palette.N) for i, model in enumerate(models)}
+
+
+def score_bars(scores: pd.DataFrame, path: Path, models: list[str]) -> Path:
     """`scores`: columns benchmark, model, score (0..100), std (0..100)."""
     benchmarks = list(dict.fromkeys(scores["benchmark"]))
-    models = list(dict.fromkeys(scores["model"]))
+    colours = _colours(models)
+    models = [m for m in models if m in set(scores["model"])]
     width = 0.8 / max(len(models), 1)
     figure, axis = plt.subplots(figsize=(max(6.0, 1.3 * len(benchmarks) + 2), 4.2))
     positions = np.arange(len(benchmarks))
@@ -56,6 +63,7 @@ def score_bars(scores: pd.DataFrame, path: Path) -> Path:
             yerr=part["std"].fillna(0).to_numpy(),
             capsize=2,
             label=model,
+            color=colours[model],
         )
     axis.set_xticks(positions, benchmarks, rotation=30, ha="right", fontsize=8)
     axis.set_ylim(0, 105)
@@ -66,17 +74,20 @@ def score_bars(scores: pd.DataFrame, path: Path) -> Path:
     return _save(figure, path)
 
 
-def low_data_curves(curves: pd.DataFrame, path: Path) -> Path:
+def low_data_curves(curves: pd.DataFrame, path: Path, models: list[str]) -> Path:
     """`curves`: columns dataset, model, regime, mean, std (linear-probe accuracy, CLS features)."""
     datasets = list(dict.fromkeys(curves["dataset"]))
+    colours = _colours(models)
     figure, axes = plt.subplots(1, len(datasets), figsize=(4.0 * len(datasets), 3.4), squeeze=False)
     for axis, dataset in zip(axes[0], datasets, strict=True):
         part = curves[curves["dataset"] == dataset]
-        for model, line in part.groupby("model", sort=False):
-            line = line.sort_values("regime")
-            axis.errorbar(
-                100 * line["regime"], 100 * line["mean"], yerr=100 * line["std"], marker="o", label=model
-            )
+        for model in models:
+            line = part[part["model"] == model].sort_values("regime")
+            if not line.empty:
+                axis.errorbar(
+                    100 * line["regime"], 100 * line["mean"], yerr=100 * line["std"], marker="o", label=model,
+                    color=colours[model],
+                )  # fmt: skip
         axis.set_xscale("log")
         axis.set_xticks([1, 10, 100], ["1 %", "10 %", "100 %"])
         axis.set_xlabel("training data used")
