@@ -178,6 +178,7 @@ def test_sigkill_mid_build_then_rerun_gives_the_same_bytes(
             if line.get("status") == "staged"
         }
         assert staged_before and not (out / "dataset.json").exists()
+        listed_before = {path.parent.name for path in out.glob("staging/*/listing.json")}
         server.set_faults(FaultConfig())
         server.reset_stats()
         rerun = subprocess.run(
@@ -187,6 +188,15 @@ def test_sigkill_mid_build_then_rerun_gives_the_same_bytes(
         fetched_again = {
             int(url.split("/")[3]) for url in server.stats.urls if url.startswith("/webgateway/imgData/")
         }
+        listing_urls = {
+            "idr0901-emu-mitosis_screenA": "/api/v0/m/screens/901/plates/",
+            "idr0902-emu-organelles_experimentA": "/api/v0/m/projects/902/datasets/",
+            "idr0903-emu-painting_screenA": "/api/v0/m/screens/903/plates/",
+        }
+        listed_again = {
+            name for name, url in listing_urls.items() if any(u.startswith(url) for u in server.stats.urls)
+        }
+    assert listed_before and not listed_before & listed_again  # cached listings are not listed again
     assert not staged_before & fetched_again  # nothing it already had was downloaded again
     assert snapshot(out) == snapshot(clean_build)
     leftovers = [p for p in out.rglob("*") if ".tmp-" in p.name]

@@ -107,3 +107,11 @@ def test_cli_check_lists_problems_and_build_writes_nothing(tmp_path: Path) -> No
     good.write_text("study,container,n_images\nidr0001-a,screenA,5\n", encoding="utf-8")
     listed = runner.invoke(app, ["experiments", "check", str(good)])
     assert listed.exit_code == 0 and "idr0001-a" in listed.output
+
+
+def test_the_default_list_prints_79_valid_experiments() -> None:
+    result = CliRunner().invoke(app, ["experiments", "default"])
+    assert result.exit_code == 0
+    experiments = parse_experiments(result.output)
+    assert len(experiments) == 79
+    assert all(e.n_images == DEFAULT_N_IMAGES and e.id is not None for e in experiments)

@@ -90,7 +90,7 @@ def _stage_config(
     client = ClientConfig(
         base_url=base_url, concurrency=concurrency, timeout_s=timeout, max_retries=retries, seed=seed
     )
-    return StageConfig(seed=seed, max_channels=max_channels, client=client, cpu_workers=2)
+    return StageConfig(seed=seed, max_channels=max_channels, client=client)
 
 
 # -- experiments -------------------------------------------------------------------------------

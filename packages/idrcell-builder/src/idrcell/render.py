@@ -16,8 +16,10 @@ from skimage.transform import resize
 
 # ChAda-ViT trains on 224 x 224 crops of IDRCell100k (paper, Sec. 4.1).
 IMAGE_SIZE = 224
-# A fixed zlib level keeps PNG bytes stable; 6 is zlib's own default trade-off.
-PNG_COMPRESS_LEVEL = 6
+# A fixed zlib level keeps PNG bytes stable. Level 3 encodes a 224 x 224 fluorescence channel ~2.7x
+# faster than zlib's default 6 for ~8% more bytes (1.7 vs 4.7 ms, 21.4 vs 19.7 KiB, measured here);
+# PNG encoding was the largest CPU cost per channel at level 6.
+PNG_COMPRESS_LEVEL = 3
 
 
 class PixelError(ValueError):

@@ -61,7 +61,9 @@ class StageConfig:
     max_side: int = 16384  # larger planes are skipped: resizing them to 224 px would need GBs
     jpeg_quality: str = "1.0"
     images_in_flight: int = 0  # 0: twice the client's concurrency, enough to keep every slot busy
-    cpu_workers: int = 2  # threads decoding and resizing, off the event loop
+    # Threads that decode, resize and write samples off the event loop; they spend much of their time in
+    # C code that releases the GIL (JPEG decode, zlib) or waiting on fsync, so a few more than cores.
+    cpu_workers: int = 4
 
     def output_params(self, experiment: Experiment) -> dict[str, Any]:
         """Everything that changes a stage's output bytes (not URLs, timeouts or concurrency)."""
@@ -183,6 +185,11 @@ class _ImageFetcher:
             return _Skipped(candidate, UNDECODABLE_PIXELS, str(error))
         except TransientFailure as error:
             return _Failed(candidate, str(error))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, self._write_sample, candidate, plan, pngs)
+
+    def _write_sample(self, candidate: Candidate, plan: ImagePlan, pngs: list[bytes]) -> _Staged:
+        """Write the sample file (in the pool: its fsync must not stall the event loop)."""
         key = sample_key(self.experiment.study, self.experiment.container, candidate.image_id)
         meta = sample_metadata(key, self.experiment, candidate, self.listing.study_info, plan)
         data = tar_bytes(sample_members(key, meta, pngs))
