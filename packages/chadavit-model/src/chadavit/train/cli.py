@@ -10,6 +10,7 @@ paper's one-line form works; `export` is the one subcommand.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,8 @@ def main(
         lines = [line for line in str(error).strip().splitlines() if line.strip()]
         _fail(f"training stopped: {lines[-1] if lines else type(error).__name__}")
         return
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun every rank runs this command; rank 0 reports
     table = Table(title="chadavit-train", show_header=False)
     table.add_row("run", str(result.out_dir))
     table.add_row("model (teacher backbone)", str(result.model_dir))
@@ -226,3 +229,7 @@ def export(
         _fail(str(error))
         return
     Console().print(f"exported the {network} backbone of {checkpoint} to {directory}")
+
+
+if __name__ == "__main__":  # `torchrun --nproc-per-node N -m chadavit.train.cli ...`
+    app()
