@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -173,12 +172,3 @@ class StagingDir:
 
 def stage_dir(out: Path, name: str) -> StagingDir:
     return StagingDir(Path(out) / "staging" / name)
-
-
-def fsync_dir(path: Path) -> None:
-    """Make renames inside `path` durable (only matters for power loss, not for kills)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
