@@ -1,8 +1,9 @@
 """Small synthetic datasets written in each public layout, with a known learnable signal.
 
-- Classification (BloodMNIST, CyclOPS, BBBC048, the manifest): every class puts a bright spot at
-  its own angle in each channel (a different angle per channel), on a noisy cell body, with a
-  random shift, so the classes differ in per-channel structure and nothing is pixel-identical.
+- Classification (BloodMNIST, CyclOPS, BBBC048, the manifest): every class has its own
+  combination of per-channel structures (nucleus, ring, puncta, diffuse, pair, stripes), drawn at a
+  random orientation and position on a noisy cell body: the classes differ in per-channel
+  structure, not in orientation, so rotation- and flip-invariant features can learn them.
 - Regression (NF-kB): a nucleus stain (blue) and an NF-kB stain (red) whose nuclear and
   cytoplasmic levels vary; the target is the ratio of the mean red inside the nucleus to the mean
   red in the cytoplasm, computed from the written 8-bit pixels (`translocation_ratio`).
@@ -70,22 +71,71 @@ def _disk(size: int, y: float, x: float, radius: float, softness: float = 1.0) -
     return 1.0 / (1.0 + np.exp((distance - radius) / softness))
 
 
+PATTERNS = ("nucleus", "ring", "puncta", "diffuse", "pair", "stripes")
+
+
+def _pattern(kind: str, size: int, centre: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One channel's structure in [0, 1]; every pattern is drawn at a random orientation."""
+    yy, xx = _grid(size)
+    distance = np.sqrt((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2)
+    angle = rng.uniform(0, 2 * np.pi)
+    if kind == "nucleus":
+        return _disk(size, centre[0], centre[1], 0.16 * size, softness=1.0)
+    if kind == "ring":
+        return np.exp(-((distance - 0.34 * size) ** 2) / (2 * (0.04 * size) ** 2))
+    if kind == "puncta":
+        plane = np.zeros((size, size))
+        for _ in range(6):
+            radius, theta = rng.uniform(0.05, 0.35) * size, rng.uniform(0, 2 * np.pi)
+            spot = _spot(
+                size, centre[0] + radius * np.sin(theta), centre[1] + radius * np.cos(theta), 0.035 * size
+            )
+            plane = np.maximum(plane, spot)
+        return plane
+    if kind == "diffuse":
+        return 0.55 * _disk(size, centre[0], centre[1], 0.38 * size, softness=2.0)
+    if kind == "pair":
+        offset = 0.18 * size * np.array([np.sin(angle), np.cos(angle)])
+        first, second = centre + offset, centre - offset
+        return np.maximum(
+            _disk(size, first[0], first[1], 0.1 * size, 0.8),
+            _disk(size, second[0], second[1], 0.1 * size, 0.8),
+        )
+    if kind == "stripes":
+        along = (yy - centre[0]) * np.sin(angle) + (xx - centre[1]) * np.cos(angle)
+        return (
+            0.5
+            * (1 + np.cos(2 * np.pi * along / (0.2 * size)))
+            * _disk(size, centre[0], centre[1], 0.4 * size)
+        )
+    raise ValueError(f"unknown pattern {kind!r}")
+
+
+def class_patterns(label: int, n_channels: int) -> list[str]:
+    """The pattern of each channel for a class: the class number's digits in base len(PATTERNS).
+
+    Classes that share one channel's pattern differ in another, so telling them apart needs the
+    per-channel structure; patterns do not depend on orientation, like real localisation classes.
+    """
+    base = len(PATTERNS)
+    return [PATTERNS[(label // base**channel + channel) % base] for channel in range(n_channels)]
+
+
 def class_image(
     label: int, n_classes: int, n_channels: int, size: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """A (C, H, W) float image in [0, 1] whose per-channel spot angles encode `label`."""
-    centre = size / 2 - 0.5 + rng.uniform(-1.5, 1.5, size=2)
-    body = 0.25 * _disk(size, centre[0], centre[1], 0.42 * size, softness=1.5)
+    """A (C, H, W) float image in [0, 1] of one cell whose per-channel patterns encode `label`."""
+    if n_classes > len(PATTERNS) ** max(n_channels, 1):
+        raise ValueError(
+            f"{n_classes} classes need more than {n_channels} channels of {len(PATTERNS)} patterns"
+        )
+    centre = size / 2 - 0.5 + rng.uniform(-0.08, 0.08, size=2) * size
+    body = 0.15 * _disk(size, centre[0], centre[1], 0.42 * size, softness=1.5)
     planes = []
-    for channel in range(n_channels):
-        # Each channel turns the class angle by its own offset: the class lives in all channels.
-        angle = 2 * np.pi * (label / n_classes + channel * 0.29)
-        radius = 0.27 * size
-        y = centre[0] + radius * np.sin(angle)
-        x = centre[1] + radius * np.cos(angle)
-        spot = 0.7 * _spot(size, y, x, 0.09 * size)
+    for kind in class_patterns(label, n_channels):
+        signal = rng.uniform(0.6, 0.9) * _pattern(kind, size, centre, rng)
         noise = rng.normal(0.0, 0.04, size=(size, size))
-        planes.append(np.clip(body + spot + noise, 0.0, 1.0))
+        planes.append(np.clip(body + signal + noise, 0.0, 1.0))
     return np.stack(planes)
 
 
