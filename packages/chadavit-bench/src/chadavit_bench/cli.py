@@ -14,6 +14,7 @@ from rich.table import Table
 from chadavit_bench import __version__
 from chadavit_bench.datasets import DATA_ROOT_VARIABLE, DatasetFormatError, DatasetNotFoundError, discover
 from chadavit_bench.models import ModelSpecError, parse_model_spec
+from chadavit_bench.tasks import TASK_HELP, TASKS
 
 app = typer.Typer(
     name="chadavit-bench",
@@ -180,7 +181,7 @@ def run_all_command(
     data_root: Path | None = _DATA,
     out: Path = _OUT,
     tasks: list[str] | None = typer.Option(
-        None, "--tasks", help="Tasks to run (comma-separated or repeated)."
+        None, "--tasks", help=f"Tasks to run (comma-separated or repeated; default all: {', '.join(TASKS)})."
     ),
     seeds: int | None = _SEEDS,
     quick: bool = _QUICK,
@@ -195,8 +196,6 @@ def run_all_command(
     device: str = _DEVICE,
 ) -> None:
     """Run every task whose data is present, for every model; write tables and the report."""
-    from chadavit_bench.runner import TASKS
-
     _execute(
         _split_tasks(tasks, TASKS), models, data_root, out, seeds, quick, img_size, manifests or [],
         datasets or None, knn_grid, patch_tokens, max_images, batch_size, workers, device,
@@ -205,7 +204,7 @@ def run_all_command(
 
 @app.command("run")
 def run_command(
-    task: str = typer.Argument(..., help="knn, linear, regression, reconstruction, joint or attention."),
+    task: str = typer.Argument(..., help="; ".join(f"{name}: {text}" for name, text in TASK_HELP.items())),
     models: list[str] = _MODEL,
     data_root: Path | None = _DATA,
     out: Path = _OUT,
@@ -222,8 +221,6 @@ def run_command(
     device: str = _DEVICE,
 ) -> None:
     """Run one task; its rows replace earlier rows of the same task in OUT, and the report is rebuilt."""
-    from chadavit_bench.runner import TASKS
-
     _execute(
         _split_tasks([task], TASKS), models, data_root, out, seeds, quick, img_size, manifests or [],
         datasets or None, knn_grid, patch_tokens, max_images, batch_size, workers, device,

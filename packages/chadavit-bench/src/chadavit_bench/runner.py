@@ -41,18 +41,10 @@ from chadavit_bench.protocols.lowdata import FRACTIONS, stratified_subset
 from chadavit_bench.protocols.reconstruction import ReconstructionConfig, run_reconstruction
 from chadavit_bench.protocols.regression import RegressionConfig, run_regression
 from chadavit_bench.results import Row, merge, read_results, rows_for, to_frame, write_tables
+from chadavit_bench.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("knn", "linear", "regression", "reconstruction", "joint", "attention")
-TASK_HELP = {
-    "knn": "weighted kNN on cosine similarity (classification datasets)",
-    "linear": "linear probe at 1 %, 10 %, 100 % of the training split, over seeds (classification)",
-    "regression": "ridge regression of the target (NF-kB and regression manifests)",
-    "reconstruction": "decode Actin from the embedding of DAPI + Tubulin (BBBC021)",
-    "joint": "joint embedding of BBBC021 and Bray: PCA, UMAP, separation scores",
-    "attention": "per-channel attention maps of a few images (figure only)",
-}
 RECONSTRUCTION_DATASET = "bbbc021"
 JOINT_DATASETS = ("bbbc021", "bray")
 
