@@ -45,7 +45,9 @@ def main(
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
     ),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each step."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Log each step (and the traceback of a failure)."
+    ),
 ) -> None:
     """Evaluate channel-adaptive microscopy encoders on downstream biological tasks."""
     logging.basicConfig(
@@ -127,6 +129,7 @@ def _execute(
             outcome = run_all(specs, data_root, out, config, tasks, manifests, datasets, hooks)
         except (ModelSpecError, DatasetNotFoundError, DatasetFormatError, ValueError) as error:
             bar.stop()
+            logging.getLogger(__name__).info("run failed", exc_info=True)  # the traceback, with --verbose
             _fail(str(error))
     _print_outcome(outcome)
 
