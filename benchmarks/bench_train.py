@@ -114,7 +114,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one timed step per model instead of two")
     parser.add_argument("--batch-size", type=int, default=None, help="training images per step (default 2)")
     parser.add_argument("--steps", type=int, default=None, help="timed training steps (default 2, quick 1)")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads for the training steps (default 1: on shared cores OpenMP threads thrash)",
+    )  # fmt: skip
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     batch = args.batch_size or 2
     steps = args.steps or (1 if args.quick else 2)
     threads = torch.get_num_threads()

@@ -157,3 +157,13 @@ def test_views_made_on_the_training_device_equal_those_made_by_the_loader(uneven
             made.global_views + made.local_views, expected.global_views + expected.local_views, strict=True
         ):
             assert torch.equal(a, b)
+
+
+def test_a_rank_that_would_get_no_sample_is_a_clear_error(tmp_path: Path) -> None:
+    write_shards(tmp_path, [2, 1], image_size=32)
+    shard_set = ShardSet.scan(tmp_path)
+    data = DataConfig(batch_size=1, num_workers=0)
+    with pytest.raises(DataError, match="rank 2 of 3 would get no samples"):
+        plan_epochs(shard_set, data, 2, 3)
+    with pytest.raises(DataError, match="fewer than the 4 ranks"):
+        plan_epochs(shard_set, data, 0, 4)

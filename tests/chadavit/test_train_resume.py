@@ -84,7 +84,7 @@ def test_a_run_killed_mid_epoch_resumes_with_the_losses_of_an_uninterrupted_run(
 
 def fake_state(step: int) -> dict:
     fields = ("model", "model_overrides", "student", "teacher", "optimizer", "scaler", "loss", "epoch",
-              "step_in_epoch", "rng", "config")  # fmt: skip
+              "step_in_epoch", "steps_per_epoch", "rng", "config")  # fmt: skip
     return {**{name: {} for name in fields}, "model": "chadavit_petit", "step": step}
 
 

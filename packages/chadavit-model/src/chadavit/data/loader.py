@@ -129,7 +129,12 @@ class ShardSet:
         sizes = tuple(count_samples(p) for p in paths)
         if sum(sizes) == 0:
             raise DataError(f"data directory {data_dir} has {len(paths)} shards but no samples in them")
-        return cls(paths, sizes)
+        for path, size in zip(paths, sizes, strict=True):
+            if size == 0:
+                logger.warning("shard %s holds no readable sample; it is left out", path)
+        # Only shards with samples take part, so a part made of whole shards is never empty.
+        kept = [(path, size) for path, size in zip(paths, sizes, strict=True) if size > 0]
+        return cls(tuple(p for p, _ in kept), tuple(n for _, n in kept))
 
     @property
     def total(self) -> int:
@@ -213,7 +218,14 @@ class EpochPlan:
 
 def plan_epochs(shard_set: ShardSet, data: DataConfig, rank: int, world_size: int) -> tuple[int, int]:
     """(steps per epoch, loader streams) for this rank; raises DataError when a rank would have nothing."""
+    if shard_set.total < world_size:
+        raise DataError(f"the dataset has {shard_set.total} samples, fewer than the {world_size} ranks")
     rank_part = StreamPart(tuple(range(len(shard_set.paths)))).split(world_size, rank)
+    if rank_part.count(shard_set.sizes) == 0:
+        raise DataError(
+            f"rank {rank} of {world_size} would get no samples with {shard_set.total} samples "
+            f"in {len(shard_set.paths)} shards; use fewer ranks"
+        )
     if data.steps_per_epoch is not None:
         steps = data.steps_per_epoch
     else:
@@ -226,8 +238,6 @@ def plan_epochs(shard_set: ShardSet, data: DataConfig, rank: int, world_size: in
             )
     # Fewer streams than workers asked for when the dataset is too small to give each one a sample.
     streams = max(1, data.num_workers)
-    if shard_set.total < world_size:
-        raise DataError(f"the dataset has {shard_set.total} samples, fewer than the {world_size} ranks")
     while (
         streams > 1 and min(rank_part.split(streams, v).count(shard_set.sizes) for v in range(streams)) == 0
     ):
@@ -293,9 +303,12 @@ class EpochStream(IterableDataset):
         if (info.num_workers if info is not None else 1) != plan.n_streams:
             raise RuntimeError("EpochStream must run with as many DataLoader workers as plan.n_streams")
         stream = (worker + plan.start_step) % plan.n_streams
-        part = plan.shard_set.rank_part(plan.seed, plan.epoch, plan.rank, plan.world_size).split(
-            plan.n_streams, stream
-        )
+        rank_part = plan.shard_set.rank_part(plan.seed, plan.epoch, plan.rank, plan.world_size)
+        part = rank_part.split(plan.n_streams, stream)
+        if part.count(plan.shard_set.sizes) == 0:
+            # A tiny rank part dealt to more workers than it has samples (possible in some epochs):
+            # this worker reads the whole rank part instead; ranks stay disjoint.
+            part = rank_part
         samples = self._samples(part, stream)
         if plan.data.group_by_channels:
             max_pending = plan.data.max_pending_batches * plan.data.batch_size

@@ -25,7 +25,7 @@ LAST = "last.pt"
 PREVIOUS = "prev.pt"
 REQUIRED_FIELDS = (
     "format", "model", "model_overrides", "student", "teacher", "optimizer", "scaler", "loss",
-    "step", "epoch", "step_in_epoch", "rng", "config",
+    "step", "epoch", "step_in_epoch", "steps_per_epoch", "rng", "config",
 )  # fmt: skip
 
 

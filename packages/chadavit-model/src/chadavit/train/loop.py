@@ -285,6 +285,11 @@ class Trainer:
                 f"checkpoint {path} holds {state['model']} {dict(state['model_overrides'])}, "
                 f"not {self.config.model} {dict(self.config.model_overrides)}"
             )
+        if int(state["steps_per_epoch"]) != self.steps_per_epoch:
+            raise ckpt.CheckpointError(
+                f"checkpoint {path} was written with {state['steps_per_epoch']} steps per epoch, "
+                f"this run has {self.steps_per_epoch}; resume with the same data, batch size and ranks"
+            )
         saved = state["config"]
         current = self.config.to_dict()
         changed = sorted(k for k in current if k not in ("resume", "epochs") and saved.get(k) != current[k])
@@ -302,11 +307,6 @@ class Trainer:
         ckpt.set_rng_state(state["rng"])
         self.step = int(state["step"])
         self.skipped = int(state.get("skipped_samples", 0)) if self.context.is_main else 0
-        if int(state["steps_per_epoch"]) != self.steps_per_epoch:
-            raise ckpt.CheckpointError(
-                f"checkpoint {path} was written with {state['steps_per_epoch']} steps per epoch, "
-                f"this run has {self.steps_per_epoch}; resume with the same data, batch size and ranks"
-            )
         if self.context.is_main:
             logger.info("resumed from %s at step %d", path, self.step)
         return True
