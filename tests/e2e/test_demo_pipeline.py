@@ -1,0 +1,45 @@
+"""The main job end to end, CI-sized: `scripts/demo.py --size small` runs every stage of `make demo`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_demo_pipeline_builds_trains_and_reports(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "demo.py"), "--size", "small", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    # The dataset: every demo experiment staged, verified, 1 to 10 channels.
+    dataset = json.loads((out / "idrcell" / "dataset.json").read_text())
+    index = pd.read_parquet(out / "idrcell" / "index.parquet")
+    assert index["study"].nunique() == 7 and len(index) == 7 * 8
+    assert index["n_channels"].min() == 1 and index["n_channels"].max() == 10
+    assert index["imaging_method"].nunique() >= 3
+    assert len(dataset["shards"]) >= 1
+
+    # The pretrained model was exported and loads.
+    import chadavit
+
+    model = chadavit.from_pretrained(out / "run" / "model")
+    assert model.config.name == "chadavit_petit"
+
+    # The report compares the three models and points at its figures.
+    summary = pd.read_csv(out / "bench" / "summary.csv")
+    assert set(summary["model"]) == {"pretrained", "random-init", "one-channel"}
+    html = (out / "bench" / "report.html").read_text()
+    assert "<img" in html and "report.html" in result.stdout
