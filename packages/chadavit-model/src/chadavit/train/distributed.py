@@ -8,6 +8,7 @@ as soon as one fails (torch.multiprocessing's `join` terminates the rest).
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import socket
 from collections.abc import Callable
@@ -96,6 +97,8 @@ def _spawned_entry(local_rank: int, nproc: int, port: int, fn: Callable[..., Any
             "MASTER_PORT": str(port),
         }
     )
+    # A spawned process starts without the parent's logging set-up: give its warnings a rank prefix.
+    logging.basicConfig(level=logging.INFO, format=f"[rank {local_rank}] %(levelname)s %(name)s: %(message)s")
     fn(*args)
 
 
