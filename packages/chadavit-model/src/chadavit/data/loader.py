@@ -34,6 +34,7 @@ from chadavit.data.shards import (
     IMAGE_SIZE,
     DataError,
     DecodedSample,
+    RawSample,
     SampleError,
     count_samples,
     decode_sample,
@@ -257,10 +258,23 @@ class EpochStream(IterableDataset):
         self._skipped += 1
         logger.warning("skipping unreadable data %s: %s", where, reason)
 
+    def _decode(self, raw: RawSample, broken: set[str]) -> DecodedSample | None:
+        try:
+            return decode_sample(raw, self.plan.data.image_size, self.plan.max_channels)
+        except SampleError as error:
+            broken.add(raw.key)  # reported once, then skipped unread on later passes
+            self._on_skip(f"{raw.shard}:{raw.key}", str(error))
+            return None
+
     def _samples(self, part: StreamPart, stream: int) -> Iterator[DecodedSample]:
-        """The part's decodable samples, repeated with a fresh shard order each pass, shuffled."""
+        """The part's decodable samples, repeated with a fresh shard order each pass, shuffled.
+
+        The shuffle buffer holds undecoded samples (compressed PNGs: a few times less memory);
+        a sample is decoded as it leaves.
+        """
         plan = self.plan
-        buffer: list[DecodedSample] = []
+        buffer: list[RawSample] = []
+        broken: set[str] = set()
         # A buffer larger than the part would only hold repeats of it before the first sample leaves.
         buffer_size = min(plan.data.shuffle_buffer, part.count(plan.shard_set.sizes))
         shuffle = _generator("buffer", plan.seed, plan.epoch, plan.rank, stream)
@@ -270,26 +284,24 @@ class EpochStream(IterableDataset):
                 len(part.shards),
                 generator=_generator("pass", plan.seed, plan.epoch, plan.rank, stream, pass_index),
             ).tolist()
-            produced = 0
+            readable = 0
             for shard_index in (part.shards[i] for i in order):
                 path = plan.shard_set.paths[shard_index]
                 for raw in iter_raw_samples(path, lambda j, k=shard_index: part.keeps(k, j), self._on_skip):
-                    try:
-                        sample = decode_sample(raw, plan.data.image_size, plan.max_channels)
-                    except SampleError as error:
-                        self._on_skip(f"{raw.shard}:{raw.key}", str(error))
+                    if raw.key in broken:
                         continue
-                    produced += 1
-                    if buffer_size == 0:
-                        yield sample
-                        continue
+                    readable += 1
                     if len(buffer) < buffer_size:
-                        buffer.append(sample)
+                        buffer.append(raw)
                         continue
-                    slot = int(torch.randint(0, len(buffer), (1,), generator=shuffle))
-                    buffer[slot], sample = sample, buffer[slot]
-                    yield sample
-            if produced == 0:
+                    leaving = raw
+                    if buffer_size:
+                        slot = int(torch.randint(0, len(buffer), (1,), generator=shuffle))
+                        buffer[slot], leaving = raw, buffer[slot]
+                    sample = self._decode(leaving, broken)
+                    if sample is not None:
+                        yield sample
+            if readable == 0:
                 raise DataError(
                     f"rank {plan.rank} loader stream {stream} found no readable sample in its "
                     f"{len(part.shards)} shards; check the shards under the data directory"
