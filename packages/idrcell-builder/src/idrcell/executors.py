@@ -259,7 +259,7 @@ def run_local(
     """
     if processes <= 1 or len(jobs) <= 1:
         return [run_job(job, progress) for job in jobs]
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")
     queue = context.SimpleQueue()
     drainer = threading.Thread(target=_drain, args=(queue, progress), name="idrcell-progress", daemon=True)
     drainer.start()

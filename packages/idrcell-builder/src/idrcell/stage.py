@@ -61,8 +61,8 @@ class StageConfig:
     max_side: int = 16384  # larger planes are skipped: resizing them to 224 px would need GBs
     jpeg_quality: str = "1.0"
     images_in_flight: int = 0  # 0: twice the client's concurrency, enough to keep every slot busy
-    # Threads that decode, resize and write samples off the event loop; they spend much of their time in
-    # C code that releases the GIL (JPEG decode, zlib) or waiting on fsync, so a few more than cores.
+    # Threads that decode, resize, encode and write samples off the event loop; they spend much of
+    # their time in C code that releases the GIL (JPEG decode, resampling, zlib) or waiting on fsync.
     cpu_workers: int = 4
 
     def output_params(self, experiment: Experiment) -> dict[str, Any]:
@@ -310,9 +310,7 @@ async def stage_experiment_async(
                     listing.candidates, experiment_seed(config.seed, experiment.study, experiment.container)
                 )
                 staging.open_journal()
-                with ThreadPoolExecutor(
-                    max_workers=config.cpu_workers, thread_name_prefix="idrcell-render"
-                ) as pool:
+                with ThreadPoolExecutor(config.cpu_workers, thread_name_prefix="idrcell-pixels") as pool:
                     fetch = _ImageFetcher(client, experiment, listing, staging, config, pool)
                     failed = await _run_window(experiment, order, staging, fetch, config, report)
                 stats = client.stats
