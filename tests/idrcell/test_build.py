@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -281,8 +282,6 @@ def test_large_planes_are_fetched_in_tiles(
     for sample in (tmp_path / "staging" / experiment.name / "samples").iterdir():
         tiled_png = read_tar(sample)[1][1]
         whole_png = read_tar(whole / sample.name)[1][1]
-        import numpy as np
-
         tiled = np.asarray(Image.open(io.BytesIO(tiled_png)), dtype=int)
         reference = np.asarray(Image.open(io.BytesIO(whole_png)), dtype=int)
         assert np.abs(tiled - reference).mean() < 3

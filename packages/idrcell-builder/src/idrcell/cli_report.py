@@ -108,7 +108,7 @@ def stage_table(results: Sequence[StageResult]) -> Table:
         "MB",
         "s",
     ):
-        table.add_column(column, justify="left" if column == "experiment" else "right")
+        table.add_column(column, justify="left" if column in ("experiment", "skipped") else "right")
     for r in results:
         status = "" if r.complete else " [red](unfinished)"
         if r.already_done:

@@ -259,6 +259,8 @@ def run_local(
     """
     if processes <= 1 or len(jobs) <= 1:
         return [run_job(job, progress) for job in jobs]
+    # spawn, not fork: a forked worker would inherit locks held by this process's other threads
+    # (progress display, an in-process emulator) and pools it cannot shut down, and can hang.
     context = multiprocessing.get_context("spawn")
     queue = context.SimpleQueue()
     drainer = threading.Thread(target=_drain, args=(queue, progress), name="idrcell-progress", daemon=True)
