@@ -285,3 +285,32 @@ def test_large_planes_are_fetched_in_tiles(
         tiled = np.asarray(Image.open(io.BytesIO(tiled_png)), dtype=int)
         reference = np.asarray(Image.open(io.BytesIO(whole_png)), dtype=int)
         assert np.abs(tiled - reference).mean() < 3
+
+
+def test_list_options_channels_planes_and_short_experiments(
+    tiny_emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    listing = tmp_path / "options.csv"
+    listing.write_text(
+        "study,container,n_images,channels,z\n"
+        "idr0903-emu-painting,screenA,4,3;1,\n"  # two of ten channels, in this order
+        "idr0902-emu-organelles,experimentA,500,,2\n",  # z=2 only exists in z-stacks; asks for too many
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    args = ["build", "-e", str(listing), "-o", str(out), "--base-url", tiny_emulator.base_url]
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, args)
+    assert result.exit_code == 0, result.output
+    samples = samples_of(out)
+    painting = [m for m in samples.values() if m["study"] == "idr0903-emu-painting"]
+    assert len(painting) == 4 and all([c["index"] for c in m["channels"]] == [3, 1] for m in painting)
+    stacks = [m for m in samples.values() if m["study"] == "idr0902-emu-organelles"]
+    catalogue = tiny_emulator.catalogue
+    deep = [i for i in catalogue.container_images(catalogue.projects[0]) if i.size_z > 2]
+    assert 0 < len(stacks) == len(deep) and all(m["source"]["z"] == 2 for m in stacks)
+    info = json.loads((out / "dataset.json").read_text())
+    skipped = info["stages"]["idr0902-emu-organelles_experimentA"]["skipped"]
+    assert skipped == {
+        "plane_out_of_range": len(catalogue.container_images(catalogue.projects[0])) - len(deep)
+    }
+    assert f"only {len(deep)} usable images of 500" in result.output
