@@ -48,16 +48,24 @@ class PackedSelfAttention(nn.Module):
         self.in_proj_bias = nn.Parameter(torch.empty(3 * dim))
         self.out_proj = nn.Linear(dim, dim)
 
-    def _group_qkv(self, qkv: Tensor, group_start: int, num_seqs: int, seq_len: int) -> Tensor:
-        rows = qkv[group_start : group_start + num_seqs * seq_len]
-        # (n, L, 3, heads, hd) -> (3, n, heads, L, hd)
-        return rows.view(num_seqs, seq_len, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+    def _grouped_qkv(self, x: Tensor, layout: PackedLayout) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Per group (q, k, v), each (n, heads, L, hd), as views of one packed projection.
+
+        Splitting columns, then rows, keeps autograd cheap: the backward of a split is one
+        concatenation, where per-group slicing would zero-fill the whole (T, 3D) gradient per group.
+        """
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        sizes = [group.num_seqs * group.seq_len for group in layout.groups]
+        per_part = [part.split(sizes, dim=0) for part in qkv.chunk(3, dim=1)]
+        grouped = []
+        for group, q, k, v in zip(layout.groups, *per_part, strict=True):
+            shape = (group.num_seqs, group.seq_len, self.num_heads, self.head_dim)
+            grouped.append(tuple(t.view(shape).transpose(1, 2) for t in (q, k, v)))
+        return grouped
 
     def forward(self, x: Tensor, layout: PackedLayout) -> Tensor:
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         outputs = []
-        for group in layout.groups:
-            q, k, v = self._group_qkv(qkv, group.start, group.num_seqs, group.seq_len).unbind(0)
+        for group, (q, k, v) in zip(layout.groups, self._grouped_qkv(x, layout), strict=True):
             # Boolean key mask only on the padded reference path; the hot path has no mask at all,
             # so SDPA may pick its flash / memory-efficient kernels.
             mask = None if group.key_mask is None else group.key_mask[:, None, None, :]
@@ -68,10 +76,8 @@ class PackedSelfAttention(nn.Module):
 
     def cls_attention(self, x: Tensor, layout: PackedLayout) -> list[Tensor]:
         """Attention probabilities of token 0 of each sequence: (heads, seq_len) per packed sequence."""
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         maps: list[Tensor] = []
-        for group in layout.groups:
-            q, k, _ = self._group_qkv(qkv, group.start, group.num_seqs, group.seq_len).unbind(0)
+        for group, (q, k, _) in zip(layout.groups, self._grouped_qkv(x, layout), strict=True):
             scores = torch.einsum("nhd,nhld->nhl", q[:, :, 0], k) / math.sqrt(self.head_dim)
             if group.key_mask is not None:
                 scores = scores.masked_fill(~group.key_mask[:, None, :], float("-inf"))
@@ -80,7 +86,7 @@ class PackedSelfAttention(nn.Module):
 
 
 def _residual(x: Tensor, update: Tensor, drop_scale: Tensor | None) -> Tensor:
-    return x + update if drop_scale is None else x + update * drop_scale
+    return x + update if drop_scale is None else torch.addcmul(x, update, drop_scale)
 
 
 class PreNormBlock(nn.Module):

@@ -40,6 +40,8 @@ class PackedLayout:
     # Length of each packed sequence, in packed order (on the tokens' device, for drop path).
     seq_lens: Tensor
     num_tokens: int
+    # Packed sequence index of every token, (T,).
+    token_seq: Tensor
 
     @property
     def num_seqs(self) -> int:
@@ -53,8 +55,7 @@ class PackedLayout:
         """
         keep = 1.0 - rate
         kept = (torch.rand(self.num_seqs, device=like.device) < keep).to(like.dtype) / keep
-        per_seq = kept[self.seq_order]
-        return torch.repeat_interleave(per_seq, self.seq_lens, output_size=self.num_tokens)[:, None]
+        return kept[self.seq_order].index_select(0, self.token_seq)[:, None]
 
     def first_token_rows(self) -> Tensor:
         """Row of token 0 (CLS) of every packed sequence, in packed order."""
@@ -84,12 +85,7 @@ def plan_padding_free(counts: list[int], tokens_per_plane: int, device: torch.de
         start += len(members) * seq_len
         order.extend(members)
         lens.extend([seq_len] * len(members))
-    return PackedLayout(
-        groups=tuple(groups),
-        seq_order=torch.tensor(order, dtype=torch.long, device=device),
-        seq_lens=torch.tensor(lens, dtype=torch.long, device=device),
-        num_tokens=start,
-    )
+    return _layout(groups, order, lens, device)
 
 
 def plan_padded(
@@ -103,11 +99,19 @@ def plan_padded(
         dim=1,
     )
     group = SequenceGroup(start=0, num_seqs=len(counts), seq_len=seq_len, key_mask=key_mask.to(device))
+    return _layout([group], list(range(len(counts))), [seq_len] * len(counts), device)
+
+
+def _layout(
+    groups: list[SequenceGroup], order: list[int], lens: list[int], device: torch.device
+) -> PackedLayout:
+    lens_t = torch.tensor(lens, dtype=torch.long)
     return PackedLayout(
-        groups=(group,),
-        seq_order=torch.arange(len(counts), device=device),
-        seq_lens=torch.full((len(counts),), seq_len, dtype=torch.long, device=device),
-        num_tokens=len(counts) * seq_len,
+        groups=tuple(groups),
+        seq_order=torch.tensor(order, dtype=torch.long).to(device),
+        seq_lens=lens_t.to(device),
+        num_tokens=int(lens_t.sum()),
+        token_seq=torch.repeat_interleave(torch.arange(len(lens)), lens_t).to(device),
     )
 
 
