@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -238,6 +239,15 @@ _parent_pid: int | None = None
 def _init_worker(queue: Any, parent_pid: int) -> None:
     global _progress_queue, _parent_pid
     _progress_queue, _parent_pid = queue, parent_pid
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), name="idrcell-parent", daemon=True).start()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """End an idle worker whose build died. Between jobs a worker waits on the pool's call queue,
+    whose pipe it holds both ends of, so it would never see an end of file and would wait forever."""
+    while os.getppid() == parent_pid:
+        time.sleep(0.2)
+    os._exit(70)
 
 
 def _run_in_worker(job: StageJob) -> StageResult:
