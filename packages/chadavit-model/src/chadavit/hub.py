@@ -110,7 +110,12 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
         if state[name].shape != expected[name].shape
     ]
     if wrong:
-        raise ValueError(f"{source} has tensors of the wrong shape: {', '.join(wrong)}")
+        # A wrong config (say another embed_dim) mismatches nearly every tensor: name a few, count all.
+        shown = ", ".join(wrong[:3]) + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else "")
+        raise ValueError(
+            f"{source} has {len(wrong)} tensors of the wrong shape for {model.config.name} "
+            f"(weights != config): {shown}"
+        )
     model.load_state_dict(state, strict=True)
 
 
