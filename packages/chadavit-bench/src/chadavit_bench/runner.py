@@ -390,12 +390,12 @@ def run_all(
     if not jobs:
         reasons = "; ".join(f"{s.task} on {s.dataset}: {s.reason}" for s in skipped) or "no dataset found"
         raise DatasetNotFoundError(f"nothing to run under {data_root}: {reasons}")
-    out.mkdir(parents=True, exist_ok=True)
     progress.start(len(specs) * len(jobs))
     rows: list[Row] = []
     model_info = []
     for spec in specs:
         loaded = load_model(spec, config.device)
+        out.mkdir(parents=True, exist_ok=True)  # only now: a model that does not load leaves no folder
         model_info.append(
             {
                 "label": loaded.label,
