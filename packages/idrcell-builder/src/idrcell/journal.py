@@ -86,8 +86,11 @@ class StagingDir:
             handle.close()
 
     # -- parameters --------------------------------------------------------------------------
-    def check_params(self, params: dict[str, Any]) -> None:
-        """Record `params` on first use; refuse to continue a folder staged with other parameters."""
+    def check_params(self, params: dict[str, Any], record: bool = True) -> None:
+        """Record `params` on first use; refuse to continue a folder staged with other parameters.
+
+        `record=False` only checks: a stage records its parameters once its listing succeeded, so a
+        list row that names nothing on the server leaves no parameters to block the corrected row."""
         if self.params_file.exists():
             previous = json.loads(self.params_file.read_text(encoding="utf-8"))
             if previous != params:
@@ -97,7 +100,8 @@ class StagingDir:
                     "use another --out or delete that folder to start it again"
                 )
             return
-        atomic_write_text(self.params_file, json.dumps(params, sort_keys=True, indent=1))
+        if record:
+            atomic_write_text(self.params_file, json.dumps(params, sort_keys=True, indent=1))
 
     # -- journal -----------------------------------------------------------------------------
     def open_journal(self) -> dict[int, JournalEntry]:

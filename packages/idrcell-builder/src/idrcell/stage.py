@@ -288,7 +288,10 @@ async def stage_experiment_async(
     watchdog = asyncio.create_task(_watch_parent(parent_pid)) if parent_pid is not None else None
     try:
         with staging.locked():
-            staging.check_params(config.output_params(experiment))
+            params = config.output_params(experiment)
+            staging.check_params(params, record=False)
+            if not staging.params_file.exists():  # a listing cached by a run killed before it recorded them
+                staging.listing_file.unlink(missing_ok=True)
             finished = staging.read_stage()
             if finished is not None:
                 result = _result_from_summary(finished, already_done=True)
@@ -306,6 +309,7 @@ async def stage_experiment_async(
             client_config = config.client
             async with IDRClient(client_config) as client:
                 listing, from_cache = await cached_listing(client, experiment, staging.listing_file)
+                staging.check_params(params)
                 order = balanced_order(
                     listing.candidates, experiment_seed(config.seed, experiment.study, experiment.container)
                 )
