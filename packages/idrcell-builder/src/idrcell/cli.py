@@ -310,11 +310,17 @@ def build(
         console.print(f"Nothing to do: {out} is already complete ({s.samples} samples in {s.shards} shards).")
         return
     if not result.complete:
+        from idrcell.executors import EXIT_BAD_INPUT, exit_code
+
         names = ", ".join(r.name for r in result.unfinished)
-        raise _fail(
-            f"{len(result.unfinished)} experiment(s) did not finish ({names}); "
-            "run the same command again to resume them"
+        # Rerunning cannot fix bad input (an unknown study, a row the server cannot serve): say so.
+        bad_input = all(exit_code(r) == EXIT_BAD_INPUT for r in result.unfinished)
+        hint = (
+            "fix the experiment list (see the errors above)"
+            if bad_input
+            else "run the same command again to resume them"
         )
+        raise _fail(f"{len(result.unfinished)} experiment(s) did not finish ({names}); {hint}")
     _report_merge(result.merge, out)
 
 
