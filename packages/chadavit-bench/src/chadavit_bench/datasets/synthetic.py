@@ -2,8 +2,9 @@
 
 - Classification (BloodMNIST, CyclOPS, BBBC048, the manifest): every class has its own
   combination of per-channel structures (nucleus, ring, puncta, diffuse, pair, stripes), drawn at a
-  random orientation and position on a noisy cell body: the classes differ in per-channel
-  structure, not in orientation, so rotation- and flip-invariant features can learn them.
+  random orientation and position on a noisy cell body, each channel with its own random focus
+  (blur), gain and background: the classes differ in per-channel structure, not in orientation or
+  intensity, so the invariances of self-supervised pretraining keep the labels.
 - Regression (NF-kB): a nucleus stain (blue) and an NF-kB stain (red) whose nuclear and
   cytoplasmic levels vary; the target is the ratio of the mean red inside the nucleus to the mean
   red in the cytoplasm, computed from the written 8-bit pixels (`translocation_ratio`).
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from PIL import Image
+from skimage.filters import gaussian
 
 from chadavit_bench.datasets import bbbc021 as bbbc021_layout
 from chadavit_bench.datasets import bbbc048 as bbbc048_layout
@@ -133,9 +135,11 @@ def class_image(
     body = 0.15 * _disk(size, centre[0], centre[1], 0.42 * size, softness=1.5)
     planes = []
     for kind in class_patterns(label, n_channels):
-        signal = rng.uniform(0.6, 0.9) * _pattern(kind, size, centre, rng)
-        noise = rng.normal(0.0, 0.04, size=(size, size))
-        planes.append(np.clip(body + signal + noise, 0.0, 1.0))
+        plane = body + rng.uniform(0.6, 0.9) * _pattern(kind, size, centre, rng)
+        # Nuisances that say nothing about the class: focus, gain and background of each channel.
+        plane = gaussian(plane, sigma=rng.uniform(0.0, 1.5) * size / 32, preserve_range=True)
+        plane = rng.uniform(0.5, 1.3) * plane + rng.uniform(0.0, 0.2)
+        planes.append(np.clip(plane + rng.normal(0.0, 0.04, size=(size, size)), 0.0, 1.0))
     return np.stack(planes)
 
 
