@@ -248,6 +248,9 @@ class IDRClient:
             raise _Retry("concurrency", self._concurrency_backoff(body))
         if expect == "jpeg":
             if not is_complete_jpeg(body):
+                if body[:2] != b"\xff\xd8":  # not even the start of a JPEG: e.g. a proxy's page with 200
+                    kind = headers.get("Content-Type", "no content type")
+                    raise _Retry(f"not_jpeg: a {len(body)}-byte body of {kind} instead of a JPEG")
                 raise _Retry("truncated: incomplete JPEG")
             return body
         try:
