@@ -63,6 +63,19 @@ def _window(channel: dict[str, Any]) -> tuple[float, float] | None:
     return (start, end) if start is not None and end is not None else None
 
 
+def describe_img_data(img_data: Any) -> str:
+    """What imgData says of an image's size and channels: the detail logged when it is skipped."""
+    size = img_data.get("size") if isinstance(img_data, dict) else None
+    if not isinstance(size, dict):
+        return "imgData has no size"
+    channels = img_data.get("channels")
+    count = len(channels) if isinstance(channels, list) else "no"
+    return (
+        f"imgData: {size.get('width')} x {size.get('height')} px, z {size.get('z')}, t {size.get('t')}, "
+        f"{count} channels"
+    )
+
+
 def plan_image(img_data: Any, experiment: Experiment, max_channels: int, max_side: int) -> ImagePlan | str:
     """What to fetch for this image, or the reason to skip it."""
     if not isinstance(img_data, dict):

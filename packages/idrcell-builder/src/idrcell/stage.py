@@ -34,6 +34,7 @@ from idrcell.imgdata import (
     UNDECODABLE_PIXELS,
     ImagePlan,
     channel_query,
+    describe_img_data,
     plan_image,
     sample_metadata,
     tiles_for,
@@ -174,7 +175,7 @@ class _ImageFetcher:
             img_data = await self.client.get_json(f"webgateway/imgData/{candidate.image_id}/")
             plan = plan_image(img_data, self.experiment, self.config.max_channels, self.config.max_side)
             if isinstance(plan, str):
-                return _Skipped(candidate, plan, "imgData")
+                return _Skipped(candidate, plan, describe_img_data(img_data))
             pngs = await _gather_or_cancel(
                 self._channel_png(candidate.image_id, plan, c) for c in plan.channels
             )
