@@ -11,7 +11,7 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from skimage.transform import resize
 
 # ChAda-ViT trains on 224 x 224 crops of IDRCell100k (paper, Sec. 4.1).
@@ -93,7 +93,11 @@ def render_channel(tiles: Sequence[tuple[int, int, bytes]], width: int, height: 
 
 def png_size_and_mode(data: bytes) -> tuple[int, int, str]:
     """Width, height and PIL mode of a PNG, for verification."""
-    with Image.open(io.BytesIO(data)) as image:
+    try:
+        opened = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:  # its message would name a BytesIO object, not the data
+        raise PixelError(f"{len(data)} bytes that are no image (they start {data[:8]!r})") from None
+    with opened as image:
         if image.format != "PNG":
             raise PixelError(f"not a PNG but {image.format}")
         image.load()
