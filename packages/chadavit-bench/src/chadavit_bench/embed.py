@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -29,6 +31,8 @@ import chadavit
 from chadavit_bench import __version__
 from chadavit_bench.atomic import atomic_write
 from chadavit_bench.datasets.base import DownstreamDataset
+
+logger = logging.getLogger(__name__)
 
 CODE_VERSION = "embed-v1"  # bump when what is computed changes, to invalidate every cache entry
 FEATURE_KINDS = ("cls", "tokens")
@@ -97,13 +101,19 @@ def save_npz(path: Path, **arrays: np.ndarray) -> None:
 def _load_cached(path: Path) -> Embeddings | None:
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as data:
-        return Embeddings(
-            keys=data["keys"],
-            cls=data["cls"],
-            tokens=data["tokens"],
-            patch_maps=data["patch_maps"] if "patch_maps" in data.files else None,
-        )
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return Embeddings(
+                keys=data["keys"],
+                cls=data["cls"],
+                tokens=data["tokens"],
+                patch_maps=data["patch_maps"] if "patch_maps" in data.files else None,
+            )
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        # A cache is disposable: one that is damaged, or holds pickled objects (never unpickled), is
+        # computed again and replaced.
+        logger.warning("ignoring the unreadable embedding cache %s (%s); computing it again", path, error)
+        return None
 
 
 def read_images(
