@@ -108,3 +108,10 @@ def rel() -> SimpleNamespace:
     names = ("fast_config", "dataset_snapshot", "packaged_list", "cli_env", "command", "build_command",
              "temp_files", "children", "cmdline", "one_line_error", "TINY_LIST", "SHARD_SAMPLES")  # fmt: skip
     return SimpleNamespace(**{name: globals()[name] for name in names})
+
+
+@pytest.fixture(scope="session")
+def tiny_emulator_url() -> str:
+    """One fault-free tiny emulator for the session's CLI runs."""
+    with EmulatorServer("tiny") as server:
+        yield server.base_url
