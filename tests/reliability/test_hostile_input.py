@@ -37,7 +37,6 @@ def files_under(root: Path) -> set[Path]:
     return {p for p in root.rglob("*")}
 
 
-@pytest.mark.slow
 def test_hostile_names_from_the_server_never_write_outside_the_output_folder(
     tmp_path: Path, isolated_cwd: Path, rel
 ) -> None:
