@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.utils.data import default_collate
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq on tensors would be ambiguous; compare fields explicitly
 class ChannelBatch:
     """`pixels`: (sum of C_i, H, W) float; `channel_counts`: (B,) long, C_i >= 1 each."""
 

@@ -30,7 +30,7 @@ from chadavit.models.packing import PackedLayout, packed_gather_index, plan_padd
 ModelInput = ChannelBatch | Sequence[Tensor]
 
 
-@dataclass
+@dataclass(eq=False)
 class Features:
     """`cls`: (B, D) image embeddings; `patch_tokens`: per image a (C_i, h, w, D) tensor."""
 
