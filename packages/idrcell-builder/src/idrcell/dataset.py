@@ -140,6 +140,16 @@ def is_current(out: Path, fingerprint: str) -> bool:
     return (Path(out) / INDEX_FILE).exists()
 
 
+def current_summary(out: Path, fingerprint: str) -> DatasetSummary | None:
+    """What OUT holds when it is already complete for exactly these inputs (a rerun skips), else None."""
+    if not is_current(out, fingerprint):
+        return None
+    info = read_dataset_json(out) or {}
+    counts = info.get("counts", {})
+    total = sum(shard["bytes"] for shard in info.get("shards", []))
+    return DatasetSummary(counts.get("samples", 0), counts.get("shards", 0), counts.get("channels", 0), total)
+
+
 def write_dataset(
     out: Path,
     sources: Sequence[SampleSource],

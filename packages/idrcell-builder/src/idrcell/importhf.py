@@ -29,8 +29,7 @@ from idrcell.dataset import (
     DatasetSummary,
     SampleSource,
     ShardLimits,
-    is_current,
-    read_dataset_json,
+    current_summary,
     write_dataset,
 )
 from idrcell.naming import sample_key
@@ -166,13 +165,8 @@ def import_hf(
     fingerprint = hashlib.sha256(
         json.dumps({"seed": seed, "limits": limits.__dict__, "files": listing.hexdigest()}).encode()
     ).hexdigest()
-    if is_current(out, fingerprint):
-        info = read_dataset_json(out) or {}
-        counts = info.get("counts", {})
-        total = sum(shard["bytes"] for shard in info.get("shards", []))
-        summary = DatasetSummary(
-            counts.get("samples", 0), counts.get("shards", 0), counts.get("channels", 0), total
-        )
+    summary = current_summary(out, fingerprint)
+    if summary is not None:
         return ImportResult(summary, len(groups), ignored, already_done=True)
     metadata = {
         "experiments": [experiments[name] for name in sorted(experiments)],

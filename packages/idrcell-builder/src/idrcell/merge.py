@@ -15,8 +15,7 @@ from idrcell.dataset import (
     DatasetSummary,
     SampleSource,
     ShardLimits,
-    is_current,
-    read_dataset_json,
+    current_summary,
     write_dataset,
 )
 from idrcell.experiments import Experiment
@@ -67,13 +66,8 @@ def merge_stages(
     out = Path(out)
     stages = _finished_stages(experiments, out, seed)
     fingerprint = _fingerprint(stages, seed, limits)
-    if is_current(out, fingerprint):
-        info = read_dataset_json(out) or {}
-        counts = info.get("counts", {})
-        total = sum(shard["bytes"] for shard in info.get("shards", []))
-        summary = DatasetSummary(
-            counts.get("samples", 0), counts.get("shards", 0), counts.get("channels", 0), total
-        )
+    summary = current_summary(out, fingerprint)
+    if summary is not None:
         return MergeResult(summary, already_done=True)
     sources = []
     for stage in stages:
