@@ -305,10 +305,6 @@ def build(
     except (MergeError, CondorError) as error:
         raise _fail(str(error)) from None
     _report_stages(result.stages, out, time.monotonic() - started)
-    if result.nothing_to_do:
-        s = result.merge.summary
-        console.print(f"Nothing to do: {out} is already complete ({s.samples} samples in {s.shards} shards).")
-        return
     if not result.complete:
         from idrcell.executors import EXIT_BAD_INPUT, exit_code
 
