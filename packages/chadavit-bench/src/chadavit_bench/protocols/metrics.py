@@ -39,9 +39,13 @@ def regression_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str, fl
 
 
 def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """Z-score every array with the train features' mean and std (constant features become 0)."""
-    mean = train.mean(axis=0, keepdims=True)
-    std = train.std(axis=0, keepdims=True)
+    """Z-score every array with the train features' mean and std (constant features become 0).
+
+    The last axis holds the features; statistics pool every other axis, so an (N, h, w, D) token map
+    is standardised per feature like an (N, D) embedding."""
+    axes = tuple(range(train.ndim - 1))
+    mean = train.mean(axis=axes, keepdims=True)
+    std = train.std(axis=axes, keepdims=True)
     std = np.where(std > 1e-8, std, 1.0)
     return [((x - mean) / std).astype(np.float32) for x in (train, *others)]
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from chadavit_bench.protocols.metrics import regression_metrics, torch_threads
+from chadavit_bench.protocols.metrics import regression_metrics, standardise, torch_threads
 
 BASE_GRID = 4  # the decoders start from a 4 x 4 map and double it up to the target size
 
@@ -78,13 +78,6 @@ class TokenMapDecoder(nn.Module):
         return self.upsample(nn.functional.gelu(grid))
 
 
-def _standardise(train: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    axes = tuple(range(train.ndim - 1))  # every axis but the feature axis
-    mean = train.mean(axis=axes, keepdims=True)
-    std = np.where(train.std(axis=axes, keepdims=True) > 1e-8, train.std(axis=axes, keepdims=True), 1.0)
-    return ((train - mean) / std).astype(np.float32), ((query - mean) / std).astype(np.float32)
-
-
 def run_reconstruction(
     train: np.ndarray,
     train_targets: np.ndarray,
@@ -101,7 +94,7 @@ def run_reconstruction(
     size = config.target_size
     if train_targets.shape[1:] != (size, size):
         raise ValueError(f"targets must be (N, {size}, {size}), got {train_targets.shape}")
-    train_z, query_z = _standardise(train, query)
+    train_z, query_z = standardise(train, query)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     decoder_type = TokenMapDecoder if train.ndim == 4 else EmbeddingDecoder
