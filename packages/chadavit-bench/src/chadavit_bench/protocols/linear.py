@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from chadavit_bench.protocols.metrics import classification_metrics, standardise, torch_threads
+from chadavit_bench.protocols.training import fit_minibatches
 
 
 @dataclass(frozen=True)
@@ -36,14 +37,17 @@ def train_linear(
     x = torch.from_numpy(features)
     y = torch.from_numpy(labels.astype(np.int64))
     batches = -(-len(x) // config.batch_size)
-    for _ in range(max(config.epochs, -(-config.min_steps // batches))):
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), config.batch_size):
-            batch = order[start : start + config.batch_size]
-            loss = nn.functional.cross_entropy(layer(x[batch]), y[batch])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
+    epochs = max(config.epochs, -(-config.min_steps // batches))
+    fit_minibatches(
+        layer,
+        optimiser,
+        x,
+        y,
+        nn.functional.cross_entropy,
+        epochs=epochs,
+        batch_size=config.batch_size,
+        generator=generator,
+    )
     return layer
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from chadavit_bench.protocols.metrics import regression_metrics, standardise, torch_threads
+from chadavit_bench.protocols.training import fit_minibatches
 
 BASE_GRID = 4  # the decoders start from a 4 x 4 map and double it up to the target size
 
@@ -103,14 +104,16 @@ def run_reconstruction(
     x = torch.from_numpy(train_z)
     y = torch.from_numpy(train_targets.astype(np.float32))[:, None]
     with torch_threads(1):
-        for _ in range(config.epochs):
-            order = torch.randperm(len(x), generator=generator)
-            for start in range(0, len(x), config.batch_size):
-                batch = order[start : start + config.batch_size]
-                loss = nn.functional.mse_loss(decoder(x[batch]), y[batch])
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
+        fit_minibatches(
+            decoder,
+            optimiser,
+            x,
+            y,
+            nn.functional.mse_loss,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            generator=generator,
+        )
     with torch.no_grad():
         predicted = decoder(torch.from_numpy(query_z))[:, 0].numpy()
     metrics = {k: v for k, v in regression_metrics(query_targets, predicted).items() if k != "pearson"}
