@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from chadavit_bench.datasets.base import DatasetFormatError, DownstreamDataset, Record, require_files
-from chadavit_bench.datasets.splitfiles import literal, read_rows, split_file
+from chadavit_bench.datasets.splitfiles import literal, split_rows
 
 NAME = "cyclops"
 CHANNEL_NAMES = ("gfp", "rfp")
@@ -44,23 +44,21 @@ def channel_file(class_name: str, image_id: str, channel: str) -> str:
 def load(root: Path) -> DownstreamDataset:
     folder = root / NAME
     records: list[Record] = []
-    for split, filename in SPLIT_FILES.items():
-        path = split_file(folder, NAME, filename)
-        for row in read_rows(path):
-            if len(row) != 3 or row[0] not in CLASS_NAMES:
-                raise DatasetFormatError(f"{path}: expected rows `class,id,channel set`, got {row}")
-            class_name, image_id, channel_text = row
-            channels = literal(channel_text, path, "channel set")
-            if not isinstance(channels, set | list | tuple) or set(channels) != set(CHANNEL_NAMES):
-                raise DatasetFormatError(f"{path}: row {row} must list the channels {set(CHANNEL_NAMES)}")
-            records.append(
-                Record(
-                    key=f"{class_name}_{image_id}",
-                    split=split,
-                    files=tuple(channel_file(class_name, image_id, c) for c in CHANNEL_NAMES),
-                    label=CLASS_NAMES.index(class_name),
-                )
+    for split, path, row in split_rows(folder, NAME, SPLIT_FILES):
+        if len(row) != 3 or row[0] not in CLASS_NAMES:
+            raise DatasetFormatError(f"{path}: expected rows `class,id,channel set`, got {row}")
+        class_name, image_id, channel_text = row
+        channels = literal(channel_text, path, "channel set")
+        if not isinstance(channels, set | list | tuple) or set(channels) != set(CHANNEL_NAMES):
+            raise DatasetFormatError(f"{path}: row {row} must list the channels {set(CHANNEL_NAMES)}")
+        records.append(
+            Record(
+                key=f"{class_name}_{image_id}",
+                split=split,
+                files=tuple(channel_file(class_name, image_id, c) for c in CHANNEL_NAMES),
+                label=CLASS_NAMES.index(class_name),
             )
+        )
     require_files(NAME, folder, records)
     return DownstreamDataset(
         name=NAME,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import csv
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from chadavit_bench.datasets.base import DatasetFormatError
@@ -19,6 +20,16 @@ def split_file(folder: Path, dataset: str, filename: str) -> Path:
 def read_rows(path: Path) -> list[list[str]]:
     with path.open(newline="") as handle:
         return [row for row in csv.reader(handle) if row]
+
+
+def split_rows(
+    folder: Path, dataset: str, split_files: Mapping[str, str]
+) -> Iterator[tuple[str, Path, list[str]]]:
+    """(split, file, row) for every row of every split's CSV, split by split, in file order."""
+    for split, filename in split_files.items():
+        path = split_file(folder, dataset, filename)
+        for row in read_rows(path):
+            yield split, path, row
 
 
 def literal(text: str, path: Path, what: str) -> object:
