@@ -46,6 +46,18 @@ def build(
     out = Path(out)
     jobs = make_jobs(experiments, experiments_path, out, config, processes)
     results = run_local(jobs, processes, progress)
+    return merge_when_staged(results, experiments, out, config, limits, merge_progress)
+
+
+def merge_when_staged(
+    results: list[StageResult],
+    experiments: Sequence[Experiment],
+    out: Path,
+    config: StageConfig,
+    limits: ShardLimits,
+    merge_progress: Callable[[int, int], None] | None = None,
+) -> BuildResult:
+    """The build's end, whatever staged it: merge only once every experiment staged completely."""
     if any(not result.complete for result in results):
         return BuildResult(results, None)
     merged = merge_stages(list(experiments), out, seed=config.seed, limits=limits, progress=merge_progress)

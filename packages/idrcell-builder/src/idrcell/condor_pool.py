@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from idrcell.build import BuildResult
+from idrcell.build import BuildResult, merge_when_staged
 from idrcell.condor import (
     JOB_WRAPPER,
     PACKAGED_FILES,
@@ -36,7 +36,6 @@ from idrcell.dataset import ShardLimits
 from idrcell.executors import condor_queue, failed_result, stage_variables
 from idrcell.experiments import Experiment
 from idrcell.journal import stage_dir
-from idrcell.merge import merge_stages
 from idrcell.stage import ProgressCallback, StageConfig, StageProgress, StageResult, _result_from_summary
 
 logger = logging.getLogger(__name__)
@@ -273,7 +272,4 @@ def build_on_condor(
     logs = {proc: Path(p["log"]) for proc, p in paths.items()}
     states = follow_jobs(logs, max_retries, report, poll_s, cluster=cluster)
     results = _stage_results(procs, out, states, {proc: p["error"] for proc, p in paths.items()}, cluster)
-    if any(not result.complete for result in results):
-        return BuildResult(results, None)
-    merged = merge_stages(list(experiments), out, seed=config.seed, limits=limits, progress=merge_progress)
-    return BuildResult(results, merged)
+    return merge_when_staged(results, experiments, out, config, limits, merge_progress)
