@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from stages import BIN, ROOT, StageFailed, run_stage, settings_args
 
 
 @dataclass(frozen=True)
@@ -75,25 +74,6 @@ def short_run_settings(size: DemoSize) -> dict[str, object]:
         "optim.base_lr": 0.02,
         "optim.warmup_epochs": 0,
     }
-
-
-def settings_args(settings: dict[str, object]) -> list[str]:
-    return [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
-
-
-class StageFailed(RuntimeError):
-    pass
-
-
-def run_stage(number: str, name: str, argv: list[str], **kwargs) -> None:
-    print(f"\n[demo {number}] {name}\n$ {shlex.join(argv)}", flush=True)
-    started = time.monotonic()
-    # Wide enough that rich's summary tables are not cut when the output is not a terminal.
-    env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "140")}
-    result = subprocess.run(argv, cwd=ROOT, env=env, **kwargs)
-    if result.returncode != 0:
-        raise StageFailed(f"stage '{name}' failed with exit code {result.returncode}")
-    print(f"[demo {number}] {name}: done in {time.monotonic() - started:.1f} s", flush=True)
 
 
 @contextmanager

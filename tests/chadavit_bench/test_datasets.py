@@ -191,3 +191,21 @@ def test_synthetic_targets_are_the_documented_functions_of_the_pixels(synthetic_
     nfkb = LOADERS["nfkb"](synthetic_root)
     targets = nfkb.targets(range(len(nfkb)))
     assert targets.min() < 0.6 < 1.5 < targets.max()  # a real spread of ratios to regress
+
+
+def test_pretraining_corpus_is_trainer_readable_and_seeded(tmp_path: Path) -> None:
+    """`synthetic --pretraining-images`: idrcell shards of 1 to 5 channels the trainer decodes."""
+    from chadavit.data.shards import decode_sample, iter_raw_samples, list_shards
+    from chadavit_bench.datasets.synthetic import write_pretraining_shards
+
+    keys = write_pretraining_shards(tmp_path / "a", 30, size=16, seed=0, shard_size=8)
+    write_pretraining_shards(tmp_path / "b", 30, size=16, seed=0, shard_size=8)
+    assert len(keys) == 30 and _tree_digest(tmp_path / "a") == _tree_digest(tmp_path / "b")
+    shards = list_shards(tmp_path / "a")
+    assert [s.name for s in shards] == [f"idrcell-{i:06d}.tar" for i in range(4)]
+    decoded = [decode_sample(raw, 16) for shard in shards for raw in iter_raw_samples(shard)]
+    assert [sample.key for sample in decoded] == keys
+    counts = {int(sample.pixels.shape[0]) for sample in decoded}
+    assert {2, 3, 5} <= counts <= {1, 2, 3, 4, 5}  # cells of 1-5 channels, NF-kB/BBBC021 3, Bray 5
+    write_pretraining_shards(tmp_path / "c", 30, size=16, seed=1, shard_size=8)
+    assert _tree_digest(tmp_path / "c") != _tree_digest(tmp_path / "a")

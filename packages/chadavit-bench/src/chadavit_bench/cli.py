@@ -246,6 +246,40 @@ def report_command(
     console.print(f"wrote {files.markdown} and {files.html} ({len(files.figures)} figures)")
 
 
+@app.command("compare")
+def compare_command(
+    out: Path = typer.Argument(..., help="An output folder written by run-all or run."),
+    model: str = typer.Argument(..., help="Label of the model under test, as in the report."),
+    baseline: str = typer.Argument(..., help="Label of the model to beat, e.g. random-init."),
+    csv_path: Path | None = typer.Option(None, "--csv", help="Also write the comparison table here."),
+) -> None:
+    """MODEL against BASELINE on every headline score both have: difference, seed spread, verdict."""
+    from chadavit_bench.atomic import atomic_write_text
+    from chadavit_bench.compare import compare_run
+    from chadavit_bench.report import ReportError
+
+    try:
+        comparison, outcome = compare_run(out, model, baseline)
+    except (ReportError, ValueError) as error:
+        _fail(str(error))
+    table = Table(title=f"{model} vs {baseline} (scores 0-100)")
+    for column in ("benchmark", model, baseline, "difference", "vs seed spread", "outcome"):
+        table.add_column(column)
+    for row in comparison.itertuples(index=False):
+        table.add_row(
+            row.benchmark,
+            f"{row.model:.1f}",
+            f"{row.baseline:.1f}",
+            f"{row.difference:+.1f}",
+            row.seed_spread,
+            row.outcome,
+        )
+    console.print(table)
+    console.print(outcome.sentence())
+    if csv_path is not None:
+        atomic_write_text(csv_path, comparison.to_csv(index=False))
+
+
 @app.command("datasets")
 def datasets_command(
     data_root: Path | None = _DATA,
@@ -268,9 +302,32 @@ def synthetic_command(
     out: Path = typer.Argument(..., help="Data root to write the synthetic datasets into."),
     image_size: int = typer.Option(32, "--image-size", help="Side of the synthetic images in pixels."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random draw."),
+    scale: int = typer.Option(
+        1,
+        "--scale",
+        min=1,
+        help="Multiply every dataset's size: 1 is 6 train and 3 eval images per class, 60 NF-kB, "
+        "60 BBBC021 and 40 Bray images.",
+    ),
+    pretraining_images: int = typer.Option(
+        0,
+        "--pretraining-images",
+        min=0,
+        help="Also write this many unlabelled images as idrcell shards in OUT/pretraining, for "
+        "chadavit-train --data OUT/pretraining (same generators, another random stream).",
+    ),
 ) -> None:
-    """Write small synthetic datasets in every public layout (for trying the suite without downloads)."""
-    from chadavit_bench.datasets.synthetic import SyntheticConfig, write_synthetic
+    """Write synthetic datasets in every public layout (for trying the suite without downloads)."""
+    from chadavit_bench.datasets.synthetic import (
+        SyntheticConfig,
+        scaled,
+        write_pretraining_shards,
+        write_synthetic,
+    )
 
-    written = write_synthetic(out, config=SyntheticConfig(image_size=image_size, seed=seed))
+    config = scaled(SyntheticConfig(image_size=image_size, seed=seed), scale)
+    written = write_synthetic(out, config=config)
     console.print(f"wrote {len(written)} synthetic datasets under {out}: {', '.join(written)}")
+    if pretraining_images:
+        keys = write_pretraining_shards(out / "pretraining", pretraining_images, image_size, seed)
+        console.print(f"wrote {len(keys)} unlabelled pretraining images under {out / 'pretraining'}")

@@ -19,8 +19,9 @@ Everything is drawn from one seed: the same arguments give byte-identical files.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,18 @@ class SyntheticConfig:
     reconstruction_images: int = 60
     bray_images: int = 40
     seed: int = 0
+
+
+def scaled(config: SyntheticConfig, factor: int) -> SyntheticConfig:
+    """`config` with every dataset `factor` times larger (same image size and seed)."""
+    return dataclasses.replace(
+        config,
+        train_per_class=config.train_per_class * factor,
+        eval_per_class=config.eval_per_class * factor,
+        regression_images=config.regression_images * factor,
+        reconstruction_images=config.reconstruction_images * factor,
+        bray_images=config.bray_images * factor,
+    )
 
 
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -226,25 +239,31 @@ def translocation_ratio(rgb: np.ndarray, nucleus: np.ndarray, cytoplasm: np.ndar
     return float(red[nucleus].mean() / max(red[cytoplasm].mean(), 1e-6))
 
 
+def nfkb_cell(
+    size: int, condition: str, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One synthetic NF-kB cell: (H, W, 3) uint8 RGB and its nucleus and cytoplasm masks."""
+    yy, xx = _grid(size)
+    centre = size / 2 - 0.5 + rng.uniform(-2, 2, size=2)
+    distance = np.sqrt((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2)
+    nucleus, cytoplasm = distance < 0.2 * size, (distance >= 0.24 * size) & (distance < 0.42 * size)
+    nuclear_level = rng.uniform(0.1, 0.9) * (1 + int(condition) / 20)
+    cytoplasm_level = rng.uniform(0.25, 0.6)
+    red = np.where(nucleus, nuclear_level, np.where(cytoplasm, cytoplasm_level, 0.02))
+    blue = np.where(nucleus, 0.8, 0.02)
+    green = 0.3 * _disk(size, centre[0], centre[1], 0.42 * size)
+    rgb = np.stack([red, green, blue], axis=-1) + rng.normal(0, 0.02, size=(size, size, 3))
+    return to_uint8(rgb / 1.8), nucleus, cytoplasm
+
+
 def write_nfkb(root: Path, config: SyntheticConfig, rng: np.random.Generator) -> Path:
     """`root/nfkb/256x256/<cat>/<image>.png` RGB cells and `single_ratio_images_{train,val}.csv`."""
     folder = root / nfkb_layout.NAME
-    size = config.image_size
-    yy, xx = _grid(size)
     rows: dict[str, list[list[str]]] = {"train": [], "val": []}
     for index in range(config.regression_images):
         split = "val" if index % 4 == 3 else "train"
         condition = NFKB_CONDITIONS[index % len(NFKB_CONDITIONS)]
-        centre = size / 2 - 0.5 + rng.uniform(-2, 2, size=2)
-        distance = np.sqrt((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2)
-        nucleus, cytoplasm = distance < 0.2 * size, (distance >= 0.24 * size) & (distance < 0.42 * size)
-        nuclear_level = rng.uniform(0.1, 0.9) * (1 + int(condition) / 20)
-        cytoplasm_level = rng.uniform(0.25, 0.6)
-        red = np.where(nucleus, nuclear_level, np.where(cytoplasm, cytoplasm_level, 0.02))
-        blue = np.where(nucleus, 0.8, 0.02)
-        green = 0.3 * _disk(size, centre[0], centre[1], 0.42 * size)
-        rgb = np.stack([red, green, blue], axis=-1) + rng.normal(0, 0.02, size=(size, size, 3))
-        pixels = to_uint8(rgb / 1.8)
+        pixels, nucleus, cytoplasm = nfkb_cell(config.image_size, condition, rng)
         name = f"170721_A{index:02d}_1_{index * 7}_{index * 11}.png"
         path = folder / nfkb_layout.IMAGE_FOLDER / condition / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -330,6 +349,16 @@ def write_bbbc021(root: Path, config: SyntheticConfig, rng: np.random.Generator)
     return folder
 
 
+def bray_planes(size: int, compound: str, rng: np.random.Generator) -> np.ndarray:
+    """(5, H, W) in [0, 1]: DNA, ER, RNA, AGP, Mito of a few cells; DNA and AGP as in BBBC021."""
+    dna, tubulin = _compound_cells(size, compound, rng, n_cells=4)
+    er = np.clip(0.6 * tubulin + 0.1, 0, 1)
+    rna = np.clip(0.5 * dna + 0.3 * tubulin, 0, 1)
+    agp = actin_from(dna, tubulin)
+    mito = np.clip(0.7 * tubulin**2 + rng.normal(0, 0.03, size=dna.shape), 0, 1)
+    return np.stack([dna, er, rna, agp, mito])
+
+
 def write_bray(root: Path, config: SyntheticConfig, rng: np.random.Generator) -> Path:
     """`root/bray/manifest.csv` and five 8-bit PNGs per image (DNA, ER, RNA, AGP, Mito)."""
     folder = root / bray_layout.NAME
@@ -337,13 +366,9 @@ def write_bray(root: Path, config: SyntheticConfig, rng: np.random.Generator) ->
     rows = []
     for index in range(config.bray_images):
         compound = compounds[index % len(compounds)]
-        dna, tubulin = _compound_cells(config.image_size, compound, rng, n_cells=4)
-        er = np.clip(0.6 * tubulin + 0.1, 0, 1)
-        rna = np.clip(0.5 * dna + 0.3 * tubulin, 0, 1)
-        agp = actin_from(dna, tubulin)
-        mito = np.clip(0.7 * tubulin**2 + rng.normal(0, 0.03, size=dna.shape), 0, 1)
         files = []
-        for channel, plane in zip(bray_layout.CHANNEL_NAMES, (dna, er, rna, agp, mito), strict=True):
+        planes = bray_planes(config.image_size, compound, rng)
+        for channel, plane in zip(bray_layout.CHANNEL_NAMES, planes, strict=True):
             relative = f"images/plate24277/{index:04d}_{channel}.png"
             (folder / relative).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(to_uint8(plane)).save(folder / relative)
@@ -397,6 +422,52 @@ WRITERS: dict[str, Callable[[Path, SyntheticConfig, np.random.Generator], Path]]
     "bray": write_bray,
     "manifest": write_manifest,
 }
+
+
+# The pretraining corpus cycles through these families; cells come first as four of the seven
+# downstream datasets are classifications of them.
+PRETRAINING_FAMILIES = ("cell", "nfkb", "cell", "bbbc021", "cell", "bray")
+
+
+def pretraining_image(family: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """One unlabelled (C, H, W) uint8 image of a family, drawn by the downstream datasets' generators."""
+    if family == "cell":
+        n_channels = int(rng.integers(1, 6))
+        n_classes = len(PATTERNS) ** n_channels
+        return to_uint8(class_image(int(rng.integers(0, n_classes)), n_classes, n_channels, size, rng))
+    compound = str(rng.choice(list(COMPOUNDS)))
+    if family == "nfkb":
+        pixels, _, _ = nfkb_cell(size, str(rng.choice(NFKB_CONDITIONS)), rng)
+        return np.moveaxis(pixels, -1, 0).copy()
+    if family == "bbbc021":
+        dna, tubulin = _compound_cells(size, compound, rng, n_cells=3)
+        return to_uint8(np.stack([dna, tubulin, actin_from(dna, tubulin)]) + 0.01)
+    if family == "bray":
+        return to_uint8(bray_planes(size, compound, rng))
+    raise ValueError(
+        f"unknown pretraining family {family!r}; expected one of {sorted(set(PRETRAINING_FAMILIES))}"
+    )
+
+
+def pretraining_images(n_images: int, size: int, seed: int) -> Iterator[np.ndarray]:
+    """`n_images` unlabelled images for self-supervised pretraining, 1 to 5 channels.
+
+    The same generators as the downstream datasets (in-domain, as pretraining on IDR is for real
+    microscopy) but their own random stream: no downstream image, train or test, is among them.
+    """
+    rng = np.random.default_rng([seed, len(DATASETS)])
+    for index in range(n_images):
+        yield pretraining_image(PRETRAINING_FAMILIES[index % len(PRETRAINING_FAMILIES)], size, rng)
+
+
+def write_pretraining_shards(
+    data_dir: Path, n_images: int, size: int = 32, seed: int = 0, shard_size: int = 500
+) -> list[str]:
+    """An idrcell-v1 dataset (`DIR/shards/*.tar`, `DIR/dataset.json`) that `chadavit-train` reads."""
+    from chadavit.data.testing import write_image_shards
+
+    images = pretraining_images(n_images, size, seed)
+    return write_image_shards(data_dir, images, shard_size, seed, study="idr0000-synthetic-pretraining")
 
 
 def write_synthetic(

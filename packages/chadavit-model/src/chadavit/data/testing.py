@@ -7,9 +7,10 @@ one image share structure and DINO has something to learn; every byte follows fr
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,42 @@ def sample_members(key: str, pixels: np.ndarray, study: str = "idr0000-synthetic
     return members
 
 
+def write_image_shards(
+    data_dir: str | Path,
+    images: Iterable[np.ndarray],
+    shard_sizes: Sequence[int] | int,
+    seed: int = 0,
+    study: str = "idr0000-synthetic",
+) -> list[str]:
+    """Write (C, H, W) uint8 `images` as `DIR/shards/idrcell-NNNNNN.tar` plus `DIR/dataset.json`.
+
+    `shard_sizes` is the number of samples of each shard in turn, or one size for every shard until
+    the images run out. Returns the sample keys in order; the same images give the same bytes.
+    """
+    shard_dir = Path(data_dir) / "shards"
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    pending = iter(images)
+    sizes = itertools.repeat(shard_sizes) if isinstance(shard_sizes, int) else iter(shard_sizes)
+    keys: list[str] = []
+    shards = 0
+    for shard_index, size in enumerate(sizes):
+        batch = list(itertools.islice(pending, size))
+        if not batch and isinstance(shard_sizes, int):
+            break
+        with tarfile.open(
+            shard_dir / f"idrcell-{shard_index:06d}.tar", "w", format=tarfile.USTAR_FORMAT
+        ) as tar:
+            for pixels in batch:
+                key = f"{study}_sample_{len(keys):06d}"
+                for name, data in sample_members(key, pixels, study):
+                    _add(tar, name, data)
+                keys.append(key)
+        shards += 1
+    dataset = {"schema": SCHEMA, "seed": seed, "counts": {"samples": len(keys), "shards": shards}}
+    (Path(data_dir) / "dataset.json").write_text(json.dumps(dataset, indent=2))
+    return keys
+
+
 def write_shards(
     data_dir: str | Path,
     shard_sizes: Sequence[int],
@@ -87,29 +124,16 @@ def write_shards(
     image_size: int = 224,
     seed: int = 0,
 ) -> list[str]:
-    """Write `DIR/shards/idrcell-NNNNNN.tar` with the given number of samples each; return the keys.
+    """Blob images (`synthetic_image`) in shards of the given sizes; return the keys.
 
     Channel counts cycle through `channel_counts` so every count appears.
     """
     rng = np.random.default_rng(seed)
-    shard_dir = Path(data_dir) / "shards"
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    keys: list[str] = []
-    index = 0
-    for shard_index, size in enumerate(shard_sizes):
-        with tarfile.open(
-            shard_dir / f"idrcell-{shard_index:06d}.tar", "w", format=tarfile.USTAR_FORMAT
-        ) as tar:
-            for _ in range(size):
-                key = f"idr0000-synthetic_sample_{index:06d}"
-                n_channels = int(channel_counts[index % len(channel_counts)])
-                for name, data in sample_members(key, synthetic_image(rng, n_channels, image_size)):
-                    _add(tar, name, data)
-                keys.append(key)
-                index += 1
-    dataset = {"schema": SCHEMA, "seed": seed, "counts": {"samples": len(keys), "shards": len(shard_sizes)}}
-    (Path(data_dir) / "dataset.json").write_text(json.dumps(dataset, indent=2))
-    return keys
+    images = (
+        synthetic_image(rng, int(channel_counts[index % len(channel_counts)]), image_size)
+        for index in range(sum(shard_sizes))
+    )
+    return write_image_shards(data_dir, images, shard_sizes, seed)
 
 
 def corrupt_member(shard: Path, member_suffix: str, sample_position: int = 0) -> str:

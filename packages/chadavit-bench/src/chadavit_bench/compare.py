@@ -1,0 +1,91 @@
+"""Two models head to head on the headline score of every benchmark both were run on.
+
+`chadavit-bench compare OUT MODEL BASELINE` answers "does MODEL beat BASELINE here?": per
+benchmark the two 0-100 scores, their difference, and whether it exceeds the seeds' spread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from chadavit_bench.report import ReportError, headline_scores
+from chadavit_bench.results import read_results, summarise
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome over all shared benchmarks."""
+
+    model: str
+    baseline: str
+    wins: int
+    losses: int
+    ties: int
+    mean_difference: float  # points on the 0-100 scale
+
+    @property
+    def benchmarks(self) -> int:
+        return self.wins + self.losses + self.ties
+
+    def sentence(self) -> str:
+        return (
+            f"{self.model} beats {self.baseline} on {self.wins} of {self.benchmarks} benchmarks "
+            f"({self.losses} losses, {self.ties} ties), mean difference {self.mean_difference:+.1f} points"
+        )
+
+
+# Scores closer than this (0-100 scale) count as a tie: below what the smallest eval splits resolve.
+TIE_POINTS = 0.05
+
+
+def compare_scores(scores: pd.DataFrame, model: str, baseline: str) -> pd.DataFrame:
+    """One row per benchmark both models have: scores, difference and whether it beats seed noise."""
+    known = set(scores["model"])
+    missing = [name for name in (model, baseline) if name not in known]
+    if missing:
+        raise ValueError(f"no results for {missing}; models in these results: {sorted(known)}")
+    wide = scores.pivot_table(
+        index="benchmark", columns="model", values=["score", "std", "n_seeds"], aggfunc="first"
+    )
+    both = wide["score"][[model, baseline]].dropna()
+    spread = wide["std"].reindex(both.index)[[model, baseline]].sum(axis=1)
+    seeded = (wide["n_seeds"].reindex(both.index)[[model, baseline]] > 1).all(axis=1)
+    difference = both[model] - both[baseline]
+    # Beyond the spread: larger than the sum of both seed standard deviations (needs 2+ seeds each).
+    noise = np.where(~seeded, "one seed", np.where(difference.abs() > spread, "beyond", "within"))
+    outcome = np.where(difference > TIE_POINTS, "win", np.where(difference < -TIE_POINTS, "loss", "tie"))
+    return pd.DataFrame(
+        {
+            "benchmark": both.index,
+            "model": both[model].to_numpy(),
+            "baseline": both[baseline].to_numpy(),
+            "difference": difference.to_numpy(),
+            "seed_spread": noise,
+            "outcome": outcome,
+        }
+    ).reset_index(drop=True)
+
+
+def verdict(table: pd.DataFrame, model: str, baseline: str) -> Verdict:
+    counts = table["outcome"].value_counts()
+    return Verdict(
+        model=model,
+        baseline=baseline,
+        wins=int(counts.get("win", 0)),
+        losses=int(counts.get("loss", 0)),
+        ties=int(counts.get("tie", 0)),
+        mean_difference=float(table["difference"].mean()) if len(table) else 0.0,
+    )
+
+
+def compare_run(out: Path, model: str, baseline: str) -> tuple[pd.DataFrame, Verdict]:
+    """Read OUT's results (from run-all or run) and compare `model` with `baseline`."""
+    results = read_results(out)
+    if results is None or results.empty:
+        raise ReportError(f"no results in {out}: run `chadavit-bench run-all ... --out {out}` first")
+    table = compare_scores(headline_scores(summarise(results)), model, baseline)
+    return table, verdict(table, model, baseline)

@@ -1,0 +1,37 @@
+"""Run toolkit commands as the stages of a script (`demo.py`, `pretrain_vs_random.py`).
+
+Each stage is a real CLI run as a subprocess, so its own progress bar shows; a failing stage raises
+`StageFailed` naming it and its exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PREFIX = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "stage"
+
+
+def settings_args(settings: dict[str, object]) -> list[str]:
+    return [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+def run_stage(number: str, name: str, argv: list[str], **kwargs) -> None:
+    print(f"\n[{PREFIX} {number}] {name}\n$ {shlex.join(argv)}", flush=True)
+    started = time.monotonic()
+    # Wide enough that rich's summary tables are not cut when the output is not a terminal.
+    env = {**os.environ, "COLUMNS": os.environ.get("COLUMNS", "140")}
+    result = subprocess.run(argv, cwd=ROOT, env=env, **kwargs)
+    if result.returncode != 0:
+        raise StageFailed(f"stage '{name}' failed with exit code {result.returncode}")
+    print(f"[{PREFIX} {number}] {name}: done in {time.monotonic() - started:.1f} s", flush=True)
