@@ -55,6 +55,31 @@ def test_loss_is_the_mean_cross_entropy_over_pairs_of_different_views() -> None:
     assert torch.allclose(loss_fn.center, 0.9 * center_before + 0.1 * batch_mean, atol=1e-6)
 
 
+def test_sinkhorn_knopp_teacher_uses_every_prototype_equally() -> None:
+    """DINOv2's centering: each sample's probabilities sum to 1, each prototype gets 1/K of the batch."""
+    from chadavit.ssl.dino_loss import sinkhorn_knopp
+
+    generator = torch.Generator().manual_seed(0)
+    # A collapsed teacher: every sample prefers prototype 0 by far.
+    logits = torch.randn(64, 8, generator=generator) * 0.1
+    logits[:, 0] += 0.9
+    softmax = F.softmax(logits / 0.04, dim=-1)
+    balanced = sinkhorn_knopp(logits, 0.04, iterations=50)
+    assert torch.allclose(balanced.sum(dim=1), torch.ones(64), atol=1e-5)
+    assert float(softmax[:, 0].mean()) > 0.99  # EMA-free softmax keeps the collapse
+    assert torch.allclose(balanced.sum(dim=0), torch.full((8,), 64 / 8), atol=1e-2)
+    # The loss uses it for the teacher, leaves the EMA center alone, and the config names the choices.
+    loss_fn = DINOLoss(out_dim=8, centering="sinkhorn_knopp")
+    student = [torch.randn(64, 8, generator=generator) for _ in range(3)]
+    assert torch.isfinite(loss_fn(student, [logits, logits], 0.04))
+    with pytest.raises(ValueError, match="centering must be one of"):
+        DINOLoss(out_dim=8, centering="batchnorm")
+    from chadavit.train.config import DinoConfig
+
+    with pytest.raises(ValueError, match=r"dino\.centering must be one of"):
+        DinoConfig(centering="mean")
+
+
 def test_loss_gradient_reaches_the_student_only() -> None:
     student = [torch.randn(3, 6, requires_grad=True) for _ in range(3)]
     teacher = [torch.randn(3, 6, requires_grad=True) for _ in range(2)]

@@ -135,13 +135,17 @@ def test_bench_caches_never_unpickle(tmp_path: Path) -> None:
     np.testing.assert_array_equal(again.cls, clean.cls)
     with np.load(cached, allow_pickle=False) as replaced:
         assert replaced["cls"].dtype == np.float32
+    # The reconstruction targets' cache too: poisoned or truncated, it is computed again and replaced.
     channel = dataset.channel_names[0]
-    channel_targets(dataset, channel, 16, cache, workers=1)
+    expected = channel_targets(dataset, channel, 16, cache, workers=1)
     (targets,) = cache.glob("nfkb-target-*.npz")
     with open(targets, "wb") as handle:
         np.savez(handle, targets=payload)
-    with pytest.raises(ValueError, match="allow_pickle=False"):
-        channel_targets(dataset, channel, 16, cache, workers=1)
+    np.testing.assert_array_equal(channel_targets(dataset, channel, 16, cache, workers=1), expected)
+    targets.write_bytes(targets.read_bytes()[:100])
+    np.testing.assert_array_equal(channel_targets(dataset, channel, 16, cache, workers=1), expected)
+    with np.load(targets, allow_pickle=False) as replaced:
+        np.testing.assert_array_equal(replaced["targets"], expected)
     assert not marker.exists()
 
 

@@ -98,22 +98,27 @@ def save_npz(path: Path, **arrays: np.ndarray) -> None:
     atomic_write(path, write)
 
 
-def _load_cached(path: Path) -> Embeddings | None:
+def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of a cached .npz, or None when it is absent or unreadable."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
-            return Embeddings(
-                keys=data["keys"],
-                cls=data["cls"],
-                tokens=data["tokens"],
-                patch_maps=data["patch_maps"] if "patch_maps" in data.files else None,
-            )
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+            return {name: data[name] for name in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         # A cache is disposable: one that is damaged, or holds pickled objects (never unpickled), is
         # computed again and replaced.
-        logger.warning("ignoring the unreadable embedding cache %s (%s); computing it again", path, error)
+        logger.warning("ignoring the unreadable cache %s (%s); computing it again", path, error)
         return None
+
+
+def _load_cached(path: Path) -> Embeddings | None:
+    arrays = _read_cache(path)
+    if arrays is None or not {"keys", "cls", "tokens"} <= set(arrays):
+        return None
+    return Embeddings(
+        keys=arrays["keys"], cls=arrays["cls"], tokens=arrays["tokens"], patch_maps=arrays.get("patch_maps")
+    )
 
 
 def read_images(
@@ -188,9 +193,9 @@ def channel_targets(
     if cache_dir is not None:
         setting = EmbedSetting(img_size=size, channels=(channel,))
         path = cache_dir / f"{dataset.name}-target-{cache_key('targets', dataset, setting)[:24]}.npz"
-        if path.is_file():
-            with np.load(path, allow_pickle=False) as data:
-                return data["targets"]
+        cached = _read_cache(path)
+        if cached is not None and "targets" in cached:
+            return cached["targets"]
     positions = channel_positions(dataset, [channel])
     images = read_images(dataset, range(len(dataset)), positions, size, workers)
     targets = torch.stack(images)[:, 0].numpy().clip(0.0, 1.0)

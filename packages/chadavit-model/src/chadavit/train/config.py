@@ -18,6 +18,7 @@ import yaml
 
 from chadavit.data.augment import AugmentConfig
 from chadavit.data.loader import DataConfig
+from chadavit.ssl.dino_loss import CENTERINGS
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,16 @@ class DinoConfig:
     warmup_teacher_temp: float = 0.04
     warmup_teacher_temp_epochs: float = 30
     center_momentum: float = 0.9
+    # "ema": DINO's center (the paper's); "sinkhorn_knopp": DINOv2's, against cluster collapse on
+    # small, homogeneous data (see chadavit.ssl.dino_loss).
+    centering: str = "ema"
     momentum_teacher: float = 0.996  # cosine to momentum_teacher_end over training
     momentum_teacher_end: float = 1.0
     freeze_last_layer_epochs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.centering not in CENTERINGS:
+            raise ValueError(f"dino.centering must be one of {list(CENTERINGS)}, got {self.centering!r}")
 
 
 @dataclass(frozen=True)

@@ -257,7 +257,7 @@ class Trainer:
         self.student = student.to(self.device)
         self.teacher = teacher.to(self.device)
         self.loss_fn = DINOLoss(
-            config.dino.out_dim, config.dino.student_temp, config.dino.center_momentum
+            config.dino.out_dim, config.dino.student_temp, config.dino.center_momentum, config.dino.centering
         ).to(self.device)
         self.optimizer = torch.optim.AdamW(_param_groups(self.student), lr=0.0, betas=config.optim.betas)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
