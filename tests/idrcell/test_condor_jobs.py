@@ -114,6 +114,7 @@ def test_stage_exit_codes_say_retry_or_hold(
     unknown = tmp_path / "unknown.csv"
     unknown.write_text("study,container,id,n_images\nidr0901-emu-mitosis,screenA,424242,5\n")
     assert stage(unknown, "idr0901-emu-mitosis", tiny_emulator.base_url, "c").exit_code == 2
+    assert not list((tmp_path / "c").rglob("*")), "a failed start leaves no empty staging folder"
     # Transient, retried: nothing answers at that address (yet).
     assert stage(tiny_list, "idr0901-emu-mitosis", "http://127.0.0.1:9", "d").exit_code == 1
     # A staging folder made with other parameters is bad input too: a rerun would mix two samplings.

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,6 +61,14 @@ class StagingDir:
 
     def sample_path(self, image_id: int) -> Path:
         return self.samples / f"{image_id}.tar"
+
+    def remove_if_unused(self) -> None:
+        """Delete the folder when it holds nothing but the lock and an empty samples/ (a failed start)."""
+        leftovers = {entry.name for entry in self.path.iterdir()} if self.path.is_dir() else set()
+        if leftovers <= {".lock", "samples"} and not any(self.samples.glob("*")):
+            shutil.rmtree(self.path, ignore_errors=True)
+            with contextlib.suppress(OSError):  # and the staging/ parent, if this was its only folder
+                self.path.parent.rmdir()
 
     @contextlib.contextmanager
     def locked(self, wait_s: float = 10.0) -> Iterator[StagingDir]:

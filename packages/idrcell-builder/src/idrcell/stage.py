@@ -287,6 +287,7 @@ async def stage_experiment_async(
     report = progress or (lambda _event: None)
     started = time.monotonic()
     watchdog = asyncio.create_task(_watch_parent(parent_pid)) if parent_pid is not None else None
+    created = not staging.path.exists()
     try:
         with staging.locked():
             params = config.output_params(experiment)
@@ -343,6 +344,10 @@ async def stage_experiment_async(
                 )
             staging.write_stage(summary)
             return _result_from_summary(summary, already_done=False, **extra)
+    except BaseException:
+        if created:  # e.g. an unknown study: leave no empty staging folder behind
+            staging.remove_if_unused()
+        raise
     finally:
         if watchdog is not None:
             watchdog.cancel()
