@@ -26,13 +26,16 @@ from idrcell.stage import StageProgress, StageResult
 
 
 class _RateColumn(TransferSpeedColumn):
-    """Images per second (rich's speed column, without its bytes units)."""
+    """Images per second staged by this run: images found already staged (field `already`) do not count."""
 
     def render(self, task: Any) -> Any:
         from rich.text import Text
 
-        speed = task.finished_speed or task.speed
-        return Text("    -  img/s" if speed is None else f"{speed:7.1f} img/s", style="progress.data.speed")
+        new_images = task.completed - task.fields.get("already", 0)
+        elapsed = task.elapsed or 0.0
+        if new_images <= 0 or elapsed <= 0:
+            return Text("    -  img/s", style="progress.data.speed")
+        return Text(f"{new_images / elapsed:7.1f} img/s", style="progress.data.speed")
 
 
 class StageBars:
@@ -52,6 +55,7 @@ class StageBars:
         )
         self._targets = dict(targets)
         self._staged: dict[str, int] = dict.fromkeys(targets, 0)
+        self._already = 0  # images staged by an earlier run, left out of the rate
         self._overall = self._progress.add_task("[bold]all experiments", total=sum(targets.values()))
         self._tasks: dict[str, TaskID] = {}
         self._merge_task: TaskID | None = None
@@ -69,7 +73,12 @@ class StageBars:
     def update(self, event: StageProgress) -> None:
         with self._lock:
             if event.name not in self._tasks:
-                self._tasks[event.name] = self._progress.add_task(event.name, total=event.target)
+                # An experiment whose first report is "done" was staged by an earlier run.
+                already = event.staged if event.phase == "done" else 0
+                self._already += already
+                self._tasks[event.name] = self._progress.add_task(
+                    event.name, total=event.target, already=already
+                )
             task = self._tasks[event.name]
             notes = (
                 f" [dim]({event.skipped} skipped" + (f", {event.failed} failed" if event.failed else "") + ")"
@@ -84,7 +93,10 @@ class StageBars:
             self._staged[event.name] = event.staged
             self._targets[event.name] = total
             self._progress.update(
-                self._overall, completed=sum(self._staged.values()), total=sum(self._targets.values())
+                self._overall,
+                completed=sum(self._staged.values()),
+                total=sum(self._targets.values()),
+                already=self._already,
             )
 
     def merge_progress(self, done: int, total: int) -> None:
