@@ -46,6 +46,6 @@ bump-version:
 	@echo "$(V)" > VERSION && echo "version is now $(V); the next make reinstalls the packages"
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .ruff_cache demo-out
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache demo-out signal-out
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	find . -name '*.egg-info' -type d -prune -exec rm -rf {} +

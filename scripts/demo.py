@@ -15,21 +15,19 @@ of the same pipeline (tests/e2e).
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shlex
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from stages import BIN, ROOT, StageFailed, run_stage, settings_args
+from stages import BIN, StageFailed, run_stage, script_main, settings_args
 
 
 @dataclass(frozen=True)
@@ -206,24 +204,12 @@ def demo(out: Path, size: DemoSize, seed: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "demo-out", help="output folder (default demo-out/)"
-    )
-    parser.add_argument(
-        "--size", choices=sorted(SIZES), default="full", help="full (make demo) or small (CI)"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    started = time.monotonic()
-    try:
-        report = demo(args.out.resolve(), SIZES[args.size], args.seed)
-    except StageFailed as error:
-        print(f"demo stopped: {error}", file=sys.stderr)
-        return 1
-    print(f"\ndemo finished in {time.monotonic() - started:.0f} s")
-    print(f"report: {report}\n        {report.with_name('report.md')}")
-    return 0
+    def finished(report: Path, seconds: float) -> str:
+        return (
+            f"\ndemo finished in {seconds:.0f} s\nreport: {report}\n        {report.with_name('report.md')}"
+        )
+
+    return script_main(__doc__, "demo-out", SIZES, demo, finished, argv)
 
 
 if __name__ == "__main__":
