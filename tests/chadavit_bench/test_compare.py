@@ -28,6 +28,11 @@ def _results() -> pd.DataFrame:
     # nfkb: one seed each, and a tie; a negative R2 is clipped to 0 like the report's scores.
     rows += _rows("pretrained", "nfkb", "regression", "r2", [-0.5])
     rows += _rows("random-init", "nfkb", "regression", "r2", [-0.2])
+    # The same probe on mean-token features, where the baseline is ahead.
+    rows += [
+        Row(m, "cyclops", "linear", "tokens", 1.0, 0, "accuracy", v)
+        for m, v in (("pretrained", 0.6), ("random-init", 0.7))
+    ]
     # Only one model has this benchmark: it is not compared.
     rows += _rows("pretrained", "bloodmnist", "knn", "accuracy", [0.9])
     return to_frame(rows)
@@ -62,5 +67,15 @@ def test_compare_cli_prints_the_verdict_writes_csv_and_names_unknown_models(tmp_
     unknown = runner.invoke(app, ["compare", str(tmp_path / "out"), "pretrained", "imagenet"])
     assert unknown.exit_code == 2
     assert "no results for ['imagenet']" in unknown.output
+    tokens = runner.invoke(
+        app, ["compare", str(tmp_path / "out"), "pretrained", "random-init", "--features", "tokens"]
+    )
+    assert tokens.exit_code == 0 and "on 0 of 3 benchmarks (2 losses, 1 ties)" in " ".join(
+        tokens.output.split()
+    )
+    bad = runner.invoke(
+        app, ["compare", str(tmp_path / "out"), "pretrained", "random-init", "--features", "pixels"]
+    )
+    assert bad.exit_code == 2 and "--features must be one of" in bad.output
     empty = runner.invoke(app, ["compare", str(tmp_path / "nothing"), "a", "b"])
     assert empty.exit_code == 2 and "no results in" in empty.output

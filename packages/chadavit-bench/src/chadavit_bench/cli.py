@@ -252,6 +252,9 @@ def compare_command(
     model: str = typer.Argument(..., help="Label of the model under test, as in the report."),
     baseline: str = typer.Argument(..., help="Label of the model to beat, e.g. random-init."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Also write the comparison table here."),
+    features: str = typer.Option(
+        "cls", "--features", help="Embedding to compare where a task ran on several: cls or tokens."
+    ),
 ) -> None:
     """MODEL against BASELINE on every headline score both have: difference, seed spread, verdict."""
     from chadavit_bench.atomic import atomic_write_text
@@ -259,10 +262,10 @@ def compare_command(
     from chadavit_bench.report import ReportError
 
     try:
-        comparison, outcome = compare_run(out, model, baseline)
+        comparison, outcome = compare_run(out, model, baseline, features)
     except (ReportError, ValueError) as error:
         _fail(str(error))
-    table = Table(title=f"{model} vs {baseline} (scores 0-100)")
+    table = Table(title=f"{model} vs {baseline} (scores 0-100, {features} features)")
     for column in ("benchmark", model, baseline, "difference", "vs seed spread", "outcome"):
         table.add_column(column)
     for row in comparison.itertuples(index=False):

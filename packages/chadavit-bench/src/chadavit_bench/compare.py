@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from chadavit_bench.embed import FEATURE_KINDS
 from chadavit_bench.report import ReportError, headline_scores
 from chadavit_bench.results import read_results, summarise
 
@@ -82,10 +83,12 @@ def verdict(table: pd.DataFrame, model: str, baseline: str) -> Verdict:
     )
 
 
-def compare_run(out: Path, model: str, baseline: str) -> tuple[pd.DataFrame, Verdict]:
-    """Read OUT's results (from run-all or run) and compare `model` with `baseline`."""
+def compare_run(out: Path, model: str, baseline: str, features: str = "cls") -> tuple[pd.DataFrame, Verdict]:
+    """Read OUT's results (from run-all or run) and compare `model` with `baseline` on `features`."""
+    if features not in FEATURE_KINDS:
+        raise ValueError(f"--features must be one of {list(FEATURE_KINDS)}, got {features!r}")
     results = read_results(out)
     if results is None or results.empty:
         raise ReportError(f"no results in {out}: run `chadavit-bench run-all ... --out {out}` first")
-    table = compare_scores(headline_scores(summarise(results)), model, baseline)
+    table = compare_scores(headline_scores(summarise(results), features), model, baseline)
     return table, verdict(table, model, baseline)

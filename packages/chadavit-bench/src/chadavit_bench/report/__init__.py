@@ -46,20 +46,23 @@ def _fmt(mean: float, std: float, n: int) -> str:
     return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
 
 
-def _preferred_features(part: pd.DataFrame) -> pd.DataFrame:
-    """CLS rows when the task has them (the paper's protocol), else the first feature kind present."""
+def _preferred_features(part: pd.DataFrame, features: str = "cls") -> pd.DataFrame:
+    """Rows of `features` (CLS: the paper's protocol) when the task has them, else its first kind."""
     kinds = list(dict.fromkeys(part["features"]))
-    choice = "cls" if "cls" in kinds else kinds[0]
+    choice = features if features in kinds else kinds[0]
     return part[part["features"] == choice]
 
 
-def headline_scores(summary: pd.DataFrame) -> pd.DataFrame:
-    """benchmark, model, score and std on a 0 to 100 scale (accuracies and R2 x 100, clipped at 0)."""
+def headline_scores(summary: pd.DataFrame, features: str = "cls") -> pd.DataFrame:
+    """benchmark, model, score and std on a 0 to 100 scale (accuracies and R2 x 100, clipped at 0).
+
+    `features` picks the embedding (cls or tokens) where a task was run on several.
+    """
     records = []
     for task, metric, short in HEADLINES:
         part = summary[(summary["task"] == task) & (summary["metric"] == metric) & (summary["regime"] == 1.0)]
         for dataset, by_dataset in part.groupby("dataset", sort=True):
-            for _, row in _preferred_features(by_dataset).iterrows():
+            for _, row in _preferred_features(by_dataset, features).iterrows():
                 records.append(
                     {
                         "benchmark": f"{dataset} {short}",
