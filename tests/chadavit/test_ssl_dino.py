@@ -72,6 +72,7 @@ def test_sinkhorn_knopp_teacher_uses_every_prototype_equally() -> None:
     loss_fn = DINOLoss(out_dim=8, centering="sinkhorn_knopp")
     student = [torch.randn(64, 8, generator=generator) for _ in range(3)]
     assert torch.isfinite(loss_fn(student, [logits, logits], 0.04))
+    assert float(loss_fn.center.abs().sum()) == 0.0  # no EMA center kept: it is not used
     with pytest.raises(ValueError, match="centering must be one of"):
         DINOLoss(out_dim=8, centering="batchnorm")
     from chadavit.train.config import DinoConfig

@@ -14,25 +14,26 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 from rich.table import Table
 
 from idrcell.stage import StageProgress, StageResult
 
 
-class _RateColumn(TransferSpeedColumn):
+class _RateColumn(ProgressColumn):
     """Images per second staged by this run: images found already staged (field `already`) do not count."""
 
     def render(self, task: Any) -> Any:
         from rich.text import Text
 
         new_images = task.completed - task.fields.get("already", 0)
-        elapsed = task.elapsed or 0.0
+        # A finished bar keeps the rate it ended with rather than decaying as the clock runs on.
+        elapsed = (task.finished_time if task.finished else task.elapsed) or 0.0
         if new_images <= 0 or elapsed <= 0:
             return Text("    -  img/s", style="progress.data.speed")
         return Text(f"{new_images / elapsed:7.1f} img/s", style="progress.data.speed")

@@ -75,7 +75,8 @@ class DINOLoss(nn.Module):
                 pairs += 1
         if pairs == 0:
             raise ValueError("DINO needs at least two views: got one global view and no local views")
-        self.update_center(teacher_out)
+        if self.centering == "ema":  # Sinkhorn-Knopp needs no center: skip its all-reduces
+            self.update_center(teacher_out)
         return total / pairs
 
     @torch.no_grad()
@@ -90,9 +91,6 @@ class DINOLoss(nn.Module):
         """EMA of the teacher's batch mean; the mean is over every rank's batch when distributed."""
         stacked = torch.cat([t.float() for t in teacher_out], dim=0)
         batch_sum = stacked.sum(dim=0, keepdim=True)
-        count = torch.tensor([float(stacked.shape[0])], device=stacked.device)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(batch_sum)
-            dist.all_reduce(count)
-        batch_center = batch_sum / count
+        count = _all_reduce(torch.tensor([float(stacked.shape[0])], device=stacked.device))
+        batch_center = _all_reduce(batch_sum) / count
         self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)
