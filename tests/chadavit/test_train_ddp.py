@@ -12,11 +12,12 @@ from torch.multiprocessing.spawn import ProcessException
 
 import chadavit
 from chadavit.data.testing import write_shards
+from chadavit.ssl.dino_loss import sinkhorn_knopp
 from chadavit.train.checkpoint import read_checkpoint
 from chadavit.train.distributed import spawn_local
 from chadavit.train.loop import train
 from chadavit.train.metrics import read_metrics
-from chadavit.train.testing import rank_one_fails, tiny_config
+from chadavit.train.testing import rank_one_fails, sinkhorn_on_halves, tiny_config
 
 
 @pytest.mark.slow
@@ -56,3 +57,13 @@ def test_a_failing_rank_stops_the_others_instead_of_leaving_them_waiting() -> No
     # Rank 0 sat in a barrier with a 300 s timeout; it learnt of rank 1's death (gloo saw the
     # connection close, or the parent terminated it), whichever came first, and nothing hung.
     assert time.monotonic() - started < 120
+
+
+def test_sinkhorn_knopp_balances_the_global_batch_across_ranks(tmp_path: Path) -> None:
+    """Two ranks holding half a batch each get the same teacher probabilities as one process."""
+    logits = torch.randn(16, 8, generator=torch.Generator().manual_seed(0)) * 0.3
+    logits[:8, 0] += 0.8  # the halves differ: rank 0's half prefers prototype 0
+    torch.save(logits, tmp_path / "logits.pt")
+    spawn_local(2, sinkhorn_on_halves, (60.0, str(tmp_path / "logits.pt"), str(tmp_path)))
+    both = torch.cat([torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)])
+    torch.testing.assert_close(both, sinkhorn_knopp(logits, 0.04), rtol=1e-5, atol=1e-6)

@@ -67,3 +67,18 @@ def rank_one_fails(timeout_s: float) -> None:
         dist.barrier()  # never completes: rank 1 is gone
     finally:
         shutdown_distributed()
+
+
+def sinkhorn_on_halves(timeout_s: float, logits_file: str, out_dir: str) -> None:
+    """For `spawn_local` tests: each rank balances its half of a saved batch with Sinkhorn-Knopp."""
+    import torch
+
+    from chadavit.ssl.dino_loss import sinkhorn_knopp
+    from chadavit.train.distributed import init_distributed, shutdown_distributed
+
+    context = init_distributed("cpu", timeout_s)
+    try:
+        logits = torch.load(logits_file).chunk(context.world_size)[context.rank]
+        torch.save(sinkhorn_knopp(logits, 0.04), f"{out_dir}/rank{context.rank}.pt")
+    finally:
+        shutdown_distributed()
