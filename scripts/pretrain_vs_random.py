@@ -38,7 +38,7 @@ class SignalSize:
 
 
 SIZES = {
-    "full": SignalSize(scale=10, pretraining_images=6000, epochs=30, depth=4, seeds=3),
+    "full": SignalSize(scale=20, pretraining_images=6000, epochs=40, depth=4, seeds=3),
     # The pipeline in about two minutes, for CI: too short a pretraining to beat random init.
     "small": SignalSize(scale=1, pretraining_images=256, epochs=2, depth=2, seeds=2, quick=True),
 }

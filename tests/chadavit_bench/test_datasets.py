@@ -178,7 +178,7 @@ def test_synthetic_data_are_byte_identical_for_a_seed(tmp_path: Path) -> None:
 
 
 def test_synthetic_targets_are_the_documented_functions_of_the_pixels(synthetic_root: Path) -> None:
-    """NF-kB ratio = nuclear / cytoplasmic red; BBBC021 Actin = actin_from(DAPI, Tubulin)."""
+    """NF-kB ratio = nuclear / cytoplasmic red; BBBC021 Actin = actin_from(DAPI, Tubulin) of one cell."""
     from chadavit_bench.datasets.synthetic import actin_from
 
     bbbc021 = LOADERS["bbbc021"](synthetic_root)
@@ -188,6 +188,12 @@ def test_synthetic_targets_are_the_documented_functions_of_the_pixels(synthetic_
             for f in bbbc021.records[index].files
         ]
         np.testing.assert_allclose(raw[2], actin_from(raw[0], raw[1]), atol=2e-3)
+        # A single-cell crop: the DNA's centre of mass lies within the central 20 % of the image.
+        size = raw[0].shape[0]
+        weights = np.clip(raw[0], 0, None)
+        yy, xx = np.indices(raw[0].shape)
+        centre = np.array([(yy * weights).sum(), (xx * weights).sum()]) / weights.sum()
+        assert np.all(np.abs(centre - (size - 1) / 2) <= 0.1 * size + 0.5)
     nfkb = LOADERS["nfkb"](synthetic_root)
     targets = nfkb.targets(range(len(nfkb)))
     assert targets.min() < 0.6 < 1.5 < targets.max()  # a real spread of ratios to regress

@@ -279,17 +279,17 @@ def actin_from(dapi: np.ndarray, tubulin: np.ndarray) -> np.ndarray:
     return np.clip(1.6 * tubulin * (1.0 - dapi), 0.0, 1.0)
 
 
-def _compound_cells(
-    size: int, compound: str, rng: np.random.Generator, n_cells: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """DNA and tubulin planes in [0, 1] for a few cells shaped by the compound's effect."""
+def _compound_cell(size: int, compound: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """DNA and tubulin planes in [0, 1] of one cell shaped by the compound's effect.
+
+    A single-cell crop centred on its nucleus (within +-10 % of the image), the unit that
+    profiling benchmarks of BBBC021 embed: an image embedding summarises a cell's phenotype, and
+    a field's layout of cells at random places is a nuisance no CLS token is meant to keep.
+    """
     nucleus_factor, spread = COMPOUNDS[compound]
-    dna = np.zeros((size, size))
-    tubulin = np.zeros((size, size))
-    for _ in range(n_cells):
-        y, x = rng.uniform(0.2 * size, 0.8 * size, size=2)
-        dna = np.maximum(dna, _disk(size, y, x, 0.08 * size * nucleus_factor, softness=0.8))
-        tubulin = np.maximum(tubulin, 0.8 * _spot(size, y, x, 0.1 * size * spread))
+    y, x = rng.uniform(0.4 * size, 0.6 * size, size=2)
+    dna = _disk(size, y, x, 0.08 * size * nucleus_factor, softness=0.8)
+    tubulin = 0.8 * _spot(size, y, x, 0.1 * size * spread)
     brightness = rng.uniform(0.7, 1.0)
     return np.clip(dna * brightness, 0, 1), np.clip(tubulin * brightness, 0, 1)
 
@@ -319,7 +319,7 @@ def write_bbbc021(root: Path, config: SyntheticConfig, rng: np.random.Generator)
         plate = f"Week1_{22120 + index % 3}"
         well = f"{'BCDEFG'[index % 6]}{index // 6 + 2:02d}"
         path_name = f"Week1/{plate}"
-        dna, tubulin = _compound_cells(config.image_size, compound, rng, n_cells=3)
+        dna, tubulin = _compound_cell(config.image_size, compound, rng)
         actin = actin_from(dna, tubulin)
         names = []
         for wavelength, plane in (("w1", dna), ("w2", tubulin), ("w4", actin)):
@@ -350,8 +350,8 @@ def write_bbbc021(root: Path, config: SyntheticConfig, rng: np.random.Generator)
 
 
 def bray_planes(size: int, compound: str, rng: np.random.Generator) -> np.ndarray:
-    """(5, H, W) in [0, 1]: DNA, ER, RNA, AGP, Mito of a few cells; DNA and AGP as in BBBC021."""
-    dna, tubulin = _compound_cells(size, compound, rng, n_cells=4)
+    """(5, H, W) in [0, 1]: DNA, ER, RNA, AGP, Mito of one cell; DNA and AGP as in BBBC021."""
+    dna, tubulin = _compound_cell(size, compound, rng)
     er = np.clip(0.6 * tubulin + 0.1, 0, 1)
     rna = np.clip(0.5 * dna + 0.3 * tubulin, 0, 1)
     agp = actin_from(dna, tubulin)
@@ -440,7 +440,7 @@ def pretraining_image(family: str, size: int, rng: np.random.Generator) -> np.nd
         pixels, _, _ = nfkb_cell(size, str(rng.choice(NFKB_CONDITIONS)), rng)
         return np.moveaxis(pixels, -1, 0).copy()
     if family == "bbbc021":
-        dna, tubulin = _compound_cells(size, compound, rng, n_cells=3)
+        dna, tubulin = _compound_cell(size, compound, rng)
         return to_uint8(np.stack([dna, tubulin, actin_from(dna, tubulin)]) + 0.01)
     if family == "bray":
         return to_uint8(bray_planes(size, compound, rng))
