@@ -70,7 +70,7 @@ def test_compare_cli_prints_the_verdict_writes_csv_and_names_unknown_models(tmp_
     tokens = runner.invoke(
         app, ["compare", str(tmp_path / "out"), "pretrained", "random-init", "--features", "tokens"]
     )
-    assert tokens.exit_code == 0 and "on 0 of 3 benchmarks (2 losses, 1 ties)" in " ".join(
+    assert tokens.exit_code == 0 and "on 0 of 3 benchmarks (2 losses, 1 tie)" in " ".join(
         tokens.output.split()
     )
     bad = runner.invoke(

@@ -35,8 +35,13 @@ class Verdict:
     def sentence(self) -> str:
         return (
             f"{self.model} beats {self.baseline} on {self.wins} of {self.benchmarks} benchmarks "
-            f"({self.losses} losses, {self.ties} ties), mean difference {self.mean_difference:+.1f} points"
+            f"({_count(self.losses, 'loss', 'losses')}, {_count(self.ties, 'tie', 'ties')}), "
+            f"mean difference {self.mean_difference:+.1f} points"
         )
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 # Scores closer than this (0-100 scale) count as a tie: below what the smallest eval splits resolve.
