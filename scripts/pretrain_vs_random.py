@@ -38,8 +38,9 @@ class SignalSize:
 
 
 SIZES = {
+    # About 37 minutes on the 2-core development machine (docs/bench.md).
     "full": SignalSize(scale=20, pretraining_images=6000, epochs=40, depth=4, seeds=3),
-    # The pipeline in about two minutes, for CI: too short a pretraining to beat random init.
+    # The pipeline in about 40 seconds, for CI: too short a pretraining to beat random init.
     "small": SignalSize(scale=1, pretraining_images=256, epochs=2, depth=2, seeds=2, quick=True),
 }
 
