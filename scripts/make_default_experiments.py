@@ -8,20 +8,13 @@ The rule itself lives in idrcell/default_list.py and is described in docs/experi
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from pathlib import Path
 
+from idrcell.atomic import atomic_write_bytes, atomic_write_text
 from idrcell.default_list import CATALOGUE_NAME, DEFAULT_LIST_NAME, derive_default_csv_text
 
 DATA = Path(__file__).resolve().parents[1] / "packages" / "idrcell-builder" / "src" / "idrcell" / "data"
-
-
-def _replace(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def main(arguments: list[str]) -> int:
@@ -32,12 +25,10 @@ def main(arguments: list[str]) -> int:
         source = Path(arguments[0])
         if not source.is_file():
             print(f"error: {source} is not a file", file=sys.stderr)
-            return 1
-        temporary = DATA / f".{CATALOGUE_NAME}.tmp"
-        shutil.copyfile(source, temporary)
-        os.replace(temporary, DATA / CATALOGUE_NAME)
+            return 2
+        atomic_write_bytes(DATA / CATALOGUE_NAME, source.read_bytes())
     text = derive_default_csv_text(DATA / CATALOGUE_NAME)
-    _replace(DATA / DEFAULT_LIST_NAME, text)
+    atomic_write_text(DATA / DEFAULT_LIST_NAME, text)
     print(f"wrote {DATA / DEFAULT_LIST_NAME} ({text.count(chr(10)) - 1} experiments)")
     return 0
 
