@@ -257,7 +257,7 @@ def compare_command(
     ),
 ) -> None:
     """MODEL against BASELINE on every headline score both have: difference, seed spread, verdict."""
-    from chadavit_bench.atomic import atomic_write_text
+    from chadavit.atomic import atomic_write_text
     from chadavit_bench.compare import compare_run
     from chadavit_bench.report import ReportError
 

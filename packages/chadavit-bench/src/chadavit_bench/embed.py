@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import chadavit
+from chadavit.atomic import atomic_write
 from chadavit_bench import __version__
-from chadavit_bench.atomic import atomic_write
 from chadavit_bench.datasets.base import DownstreamDataset
 
 logger = logging.getLogger(__name__)

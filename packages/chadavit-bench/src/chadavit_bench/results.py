@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from chadavit_bench.atomic import atomic_write
+from chadavit.atomic import atomic_write
 
 COLUMNS = ("model", "dataset", "task", "features", "regime", "seed", "metric", "value")
 GROUP = ["model", "dataset", "task", "features", "regime", "metric"]

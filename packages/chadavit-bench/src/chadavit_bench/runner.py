@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from chadavit.atomic import atomic_write_text
 from chadavit_bench import __version__
-from chadavit_bench.atomic import atomic_write_text
 from chadavit_bench.datasets import DatasetNotFoundError, DownstreamDataset, discover
 from chadavit_bench.embed import (
     FEATURE_KINDS,

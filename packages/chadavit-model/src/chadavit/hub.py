@@ -13,10 +13,8 @@ import collections
 import dataclasses
 import json
 import logging
-import os
 import pickle
 import re
-import tempfile
 import types
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from chadavit.atomic import atomic_write
 from chadavit.models.base import PackedViT
 from chadavit.models.config import ViTConfig
 from chadavit.models.registry import build_model, model_config
@@ -45,27 +44,15 @@ RELEASED_PREFIXES = {
 # ----- our model directories ---------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same directory, then rename: never half-written."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def save_pretrained(model: PackedViT, directory: str | Path) -> Path:
     """Write `config.json` and `model.safetensors` into `directory` (created if needed)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    _atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
+    atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
     document = {"format": FORMAT, **dataclasses.asdict(model.config)}
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
-    _atomic_write(directory / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(directory / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text))
     return directory
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from chadavit.atomic import atomic_write_text
 from chadavit_bench import __version__
-from chadavit_bench.atomic import atomic_write_text
 from chadavit_bench.report import figures
 from chadavit_bench.report.document import Block, Figure, Heading, Paragraph, Table, to_html, to_markdown
 from chadavit_bench.results import read_results, summarise

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import matplotlib
 
-from chadavit_bench.atomic import atomic_write
+from chadavit.atomic import atomic_write
 
 matplotlib.use("Agg")
 

@@ -16,7 +16,6 @@ the batches an uninterrupted one would. To that end:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import multiprocessing
 from collections.abc import Iterator
@@ -41,6 +40,7 @@ from chadavit.data.shards import (
     iter_raw_samples,
     list_shards,
 )
+from chadavit.seeding import augment_generator, seeded_generator
 
 logger = logging.getLogger(__name__)
 _WORKER_START = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
@@ -75,21 +75,6 @@ class DataConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"data.{name} must be >= 1 when set, got {value}")
-
-
-def derive_seed(*parts: int | str) -> int:
-    """A 63-bit seed from any tuple: stable across processes and Python versions (no `hash()`)."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
-
-
-def _generator(*parts: int | str) -> torch.Generator:
-    return torch.Generator().manual_seed(derive_seed(*parts))
-
-
-def augment_generator(seed: int, epoch: int, step: int, rank: int) -> torch.Generator:
-    """The generator of one batch's augmentations, wherever they run."""
-    return _generator("augment", seed, epoch, step, rank)
 
 
 @dataclass(frozen=True)
@@ -142,7 +127,7 @@ class ShardSet:
         return sum(self.sizes)
 
     def rank_part(self, seed: int, epoch: int, rank: int, world_size: int) -> StreamPart:
-        order = torch.randperm(len(self.paths), generator=_generator("shards", seed, epoch)).tolist()
+        order = torch.randperm(len(self.paths), generator=seeded_generator("shards", seed, epoch)).tolist()
         return StreamPart(tuple(order)).split(world_size, rank)
 
 
@@ -277,12 +262,12 @@ class EpochStream(IterableDataset):
         broken: set[str] = set()
         # A buffer larger than the part would only hold repeats of it before the first sample leaves.
         buffer_size = min(plan.data.shuffle_buffer, part.count(plan.shard_set.sizes))
-        shuffle = _generator("buffer", plan.seed, plan.epoch, plan.rank, stream)
+        shuffle = seeded_generator("buffer", plan.seed, plan.epoch, plan.rank, stream)
         pass_index = 0
         while True:
             order = torch.randperm(
                 len(part.shards),
-                generator=_generator("pass", plan.seed, plan.epoch, plan.rank, stream, pass_index),
+                generator=seeded_generator("pass", plan.seed, plan.epoch, plan.rank, stream, pass_index),
             ).tolist()
             readable = 0
             for shard_index in (part.shards[i] for i in order):

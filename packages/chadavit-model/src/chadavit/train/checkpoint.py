@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from chadavit.atomic import atomic_write
 from chadavit.models import create_model
 from chadavit.models.base import PackedViT
 
@@ -41,17 +42,16 @@ def save_checkpoint(state: dict[str, Any], directory: Path) -> Path:
     """Write `state` as `directory/last.pt` atomically, keeping the previous one as `prev.pt`."""
     directory.mkdir(parents=True, exist_ok=True)
     last = directory / LAST
-    temporary = directory / f".{LAST}.{os.getpid()}.tmp"
-    try:
-        with open(temporary, "wb") as handle:
-            torch.save({"format": FORMAT, **state}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+
+    def keep_previous() -> None:
         if last.exists():
             os.replace(last, directory / PREVIOUS)
-        os.replace(temporary, last)
-    finally:
-        temporary.unlink(missing_ok=True)
+
+    atomic_write(
+        last,
+        lambda temporary: torch.save({"format": FORMAT, **state}, temporary),
+        before_replace=keep_previous,
+    )
     _fsync_dir(directory)
     return last
 

@@ -26,9 +26,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from chadavit.atomic import atomic_write_text
 from chadavit.batch import ChannelBatch
-from chadavit.data.loader import EpochPlan, ShardSet, derive_seed, make_epoch_loader, plan_epochs
+from chadavit.data.loader import EpochPlan, ShardSet, make_epoch_loader, plan_epochs
 from chadavit.models import create_model
+from chadavit.seeding import derive_seed
 from chadavit.ssl.dino_head import DINOHead
 from chadavit.ssl.dino_loss import DINOLoss
 from chadavit.ssl.ema import ema_update
@@ -191,9 +193,7 @@ def prepare_run_dir(config: TrainConfig) -> Path:
     """Create RUN/ and write the resolved config (atomically)."""
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    temporary = out / f".{CONFIG_FILE}.tmp"
-    temporary.write_text(dump_config(config))
-    os.replace(temporary, out / CONFIG_FILE)
+    atomic_write_text(out / CONFIG_FILE, dump_config(config))
     return out
 
 

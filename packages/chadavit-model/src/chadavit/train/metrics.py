@@ -7,10 +7,11 @@ will be run again), so each step appears once in the final logs.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from chadavit.atomic import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -64,9 +65,7 @@ class MetricsWriter:
             return
         kept = [line for line in self.path.read_text().splitlines() if line.strip()]
         kept = [line for line in kept if json.loads(line).get("step", -1) < resume_step]
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        temporary.write_text("".join(line + "\n" for line in kept))
-        os.replace(temporary, self.path)
+        atomic_write_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, metrics: StepMetrics) -> None:
         record = {k: v for k, v in asdict(metrics).items() if v is not None}

@@ -5,7 +5,6 @@ Heavy imports (aiohttp, scikit-image) happen inside the command so that `idrcell
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from pathlib import Path
@@ -14,6 +13,8 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from idrcell.atomic import atomic_write_text
 
 if TYPE_CHECKING:
     from idrcell.emulator.catalogue import Catalogue
@@ -77,9 +78,7 @@ def emulator_command(
         errors.print(f"[red]error:[/red] {error}", highlight=False, markup=True)
         raise typer.Exit(2) from None
     if experiments_out is not None:
-        temporary = experiments_out.with_name(f".{experiments_out.name}.tmp")
-        temporary.write_text(loaded.experiments_csv_text(), encoding="utf-8")
-        os.replace(temporary, experiments_out)
+        atomic_write_text(experiments_out, loaded.experiments_csv_text())
     server = EmulatorServer(
         loaded, faults, host=host, port=port, max_limit=max_limit, require_session=require_session
     )
