@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from chadavit.batch import ChannelBatch
+from chadavit.batch import ChannelBatch, as_channel_batch
 from chadavit.models.config import ViTConfig
 from chadavit.models.layers import (
     INIT_STD,
@@ -101,6 +101,13 @@ class PackedViT(nn.Module):
         return save_pretrained(self, directory)
 
     # ----- input checks -------------------------------------------------------------------------
+
+    def _checked(self, x: ModelInput) -> tuple[ChannelBatch, list[int]]:
+        """`x` as a ChannelBatch and its channel counts, after this model's checks."""
+        batch = as_channel_batch(x)
+        counts = batch.counts_list()
+        self._check_batch(batch, counts)
+        return batch, counts
 
     def _check_batch(self, batch: ChannelBatch, counts: list[int]) -> None:
         self._check_spatial(*batch.image_size)

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from chadavit.batch import ChannelBatch, as_channel_batch
 from chadavit.models.base import Features, ModelInput, PackedViT
 from chadavit.models.chadavit import ChAdaViT
 from chadavit.models.config import ViTConfig
@@ -28,12 +27,6 @@ class OneChannelViT(PackedViT):
     def __init__(self, config: ViTConfig) -> None:
         super().__init__(config, num_slots=1, channel_embedding=False)
 
-    def _planes(self, x: ModelInput) -> tuple[ChannelBatch, list[int]]:
-        batch = as_channel_batch(x)
-        counts = batch.counts_list()
-        self._check_batch(batch, counts)
-        return batch, counts
-
     @staticmethod
     def _same_count(counts: list[int]) -> int:
         for index, count in enumerate(counts):
@@ -46,13 +39,13 @@ class OneChannelViT(PackedViT):
 
     def forward(self, x: ModelInput, padded: bool = False) -> Tensor:
         """(B, C * embed_dim): each channel's CLS, concatenated in channel order."""
-        batch, counts = self._planes(x)
+        batch, counts = self._checked(x)
         channels = self._same_count(counts)
         encoded = self._encode(batch.pixels, [1] * batch.pixels.shape[0], padded)
         return self._sequence_cls(encoded).reshape(len(counts), channels * self.embed_dim)
 
     def forward_features(self, x: ModelInput, padded: bool = False) -> Features:
-        batch, counts = self._planes(x)
+        batch, counts = self._checked(x)
         channels = self._same_count(counts)
         encoded = self._encode(batch.pixels, [1] * batch.pixels.shape[0], padded)
         cls, plane_patches = self._sequence_patches(encoded)
@@ -61,7 +54,7 @@ class OneChannelViT(PackedViT):
 
     def attention_maps(self, x: ModelInput) -> list[Tensor]:
         """Per image (heads, C_i, h, w): each channel's CLS attention over its own patches."""
-        batch, counts = self._planes(x)
+        batch, counts = self._checked(x)
         encoded = self._encode(batch.pixels, [1] * batch.pixels.shape[0], False, blocks=len(self.blocks) - 1)
         plane_maps = self._sequence_attention(encoded)
         starts = [sum(counts[:i]) for i in range(len(counts))]

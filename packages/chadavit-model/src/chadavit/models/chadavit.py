@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from chadavit.batch import ChannelBatch, as_channel_batch
+from chadavit.batch import ChannelBatch
 from chadavit.models.base import Features, ModelInput, PackedViT
 from chadavit.models.config import ViTConfig
 
@@ -30,12 +30,6 @@ class ChAdaViT(PackedViT):
                     f"max_channels={self.config.max_channels} channel slots"
                 )
         super()._check_batch(batch, counts)
-
-    def _checked(self, x: ModelInput) -> tuple[ChannelBatch, list[int]]:
-        batch = as_channel_batch(x)
-        counts = batch.counts_list()
-        self._check_batch(batch, counts)
-        return batch, counts
 
     def forward(self, x: ModelInput, padded: bool = False) -> Tensor:
         """CLS embedding (B, D), in input order."""
