@@ -4,7 +4,6 @@ its queue, the commands it expands, the local executor running those commands, a
 from __future__ import annotations
 
 import shlex
-import stat
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from idrcell.condor import (
     CondorError,
     SubmitFile,
     arguments_to_argv,
-    packaged_condor_dir,
     queue_slice,
     queued_jobs,
 )
@@ -205,13 +203,6 @@ def test_file_transfer_moves_the_list_in_and_the_staging_folder_back(
     assert values["transfer_input_files"] == "lists/tiny.csv"
     assert values["transfer_output_files"] == "run_out/staging"
     assert "IDRCELL_FILE_TRANSFER=true" in arguments_to_argv(values["environment"])
-
-
-def test_the_packaged_submit_files_are_the_repositorys() -> None:
-    for name in ("scrape.sub", "scrape.sh"):
-        assert (packaged_condor_dir() / name).read_bytes() == (REPO / "condor" / name).read_bytes(), name
-    for folder in (packaged_condor_dir(), REPO / "condor"):
-        assert (folder / "scrape.sh").stat().st_mode & stat.S_IXUSR
 
 
 def test_build_on_condor_without_a_pool_fails_in_one_sentence_and_writes_nothing(

@@ -24,7 +24,8 @@ from idrcell.experiments import Experiment
 
 SCRAPE_SUBMIT = "scrape.sub"
 JOB_WRAPPER = "scrape.sh"
-# Files that `idrcell build --executor condor` submits; the repository's condor/ holds the same bytes.
+# Files that `idrcell build --executor condor` submits. They live once, in the repository's condor/;
+# a wheel ships them as idrcell/data/condor/ (packages/idrcell-builder/hatch_build.py).
 PACKAGED_FILES = (SCRAPE_SUBMIT, JOB_WRAPPER)
 
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
@@ -36,8 +37,17 @@ class CondorError(ValueError):
 
 
 def packaged_condor_dir() -> Path:
-    """The submit file and job wrapper shipped inside the package (same bytes as the repo's condor/)."""
-    return Path(str(resources.files("idrcell").joinpath("data", "condor")))
+    """The folder holding scrape.sub and scrape.sh: inside an installed wheel, or, for an editable
+    install (which gets no copy), the repository's condor/ beside the source tree."""
+    installed = Path(str(resources.files("idrcell").joinpath("data", "condor")))
+    repository = Path(__file__).resolve().parents[4] / "condor"  # src/idrcell/condor.py -> repo root
+    for folder in (installed, repository):
+        if all((folder / name).is_file() for name in PACKAGED_FILES):
+            return folder
+    raise CondorError(
+        f"the HTCondor files {', '.join(PACKAGED_FILES)} are neither in {installed} nor in {repository}; "
+        "reinstall idrcell-builder"
+    )
 
 
 def htcondor_bindings() -> Any:
