@@ -34,6 +34,7 @@ from idrcell.emulator.catalogue_spec import (
     draw_int,
     spec_annotations,
     spec_int,
+    spec_zarr,
 )
 
 # Channel names typical of IDR studies per structure: (label, emission wavelength nm or None, colour).
@@ -177,6 +178,7 @@ def _build_study(builder: _Builder, study: Mapping[str, Any], index: int) -> Con
         annotation_id=builder.ids.next("annotation"),
         annotations=spec_annotations(study, source, index),
         child_ids=tuple(child_ids),
+        zarr=spec_zarr(study, source, index),
     )
 
 

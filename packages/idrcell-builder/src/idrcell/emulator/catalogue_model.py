@@ -97,6 +97,19 @@ class Dataset:
     image_ids: tuple[int, ...]
 
 
+ZARR_VERSIONS: tuple[str, ...] = ("0.4", "0.5")  # OME-NGFF 0.4 is zarr v2, 0.5 is zarr v3
+ZARR_COMPRESSORS: tuple[str, ...] = ("blosc", "zlib")
+
+
+@dataclass(frozen=True)
+class ZarrSettings:
+    """How a study's OME-Zarr copy is laid out on the emulated object store (docs/emulator.md)."""
+
+    version: str  # "0.4" or "0.5"
+    compressor: str  # "blosc" or "zlib" (zarr v3 stores write zlib's deflate as the gzip codec)
+    naming: str  # "id": <id>.zarr; "name": <plate name>.ome.zarr (plates only, as some v0.5 stores)
+
+
 @dataclass(frozen=True)
 class Container:
     """One IDR study container: an OMERO Screen (screen*) or Project (experiment*)."""
@@ -109,6 +122,7 @@ class Container:
     annotation_id: int
     annotations: tuple[tuple[str, str], ...]
     child_ids: tuple[int, ...]  # plate ids (screen) or dataset ids (project)
+    zarr: ZarrSettings | None = None  # None: the study has no OME-Zarr copy (not converted yet)
 
     @property
     def name(self) -> str:

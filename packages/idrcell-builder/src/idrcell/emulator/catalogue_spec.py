@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from idrcell.emulator.catalogue_model import ZARR_COMPRESSORS, ZARR_VERSIONS, ZarrSettings
+
 SCHEMA = "idrcell-emulator-catalogue-v1"
 # The plane limit of OMERO.server (omero.pixeldata.max_plane_width/height); docs/idr-api.md: about 3,000 px.
 DEFAULT_PLANE_LIMIT = 3000
@@ -72,3 +74,28 @@ def spec_annotations(study: Mapping[str, Any], source: str, index: int) -> tuple
             f"{source}: studies[{index}].annotations must be a list of [key, value] strings"
         )
     return tuple((key, value) for key, value in raw)
+
+
+def spec_zarr(study: Mapping[str, Any], source: str, index: int) -> ZarrSettings | None:
+    """A study's OME-Zarr copy: `false` for none; by default v0.4 and v0.5 alternate between studies,
+    and so do blosc and zlib (every third study), so that a small catalogue holds every kind."""
+    raw = study.get("zarr", {})
+    if raw is False or raw is None:
+        return None
+    where = f"{source}: studies[{index}].zarr"
+    if not isinstance(raw, Mapping):
+        raise CatalogueSpecError(f"{where} must be an object or false, got {raw!r}")
+    unknown = sorted(set(raw) - {"version", "compressor", "naming"})
+    if unknown:
+        raise CatalogueSpecError(f"{where} has unknown keys {', '.join(unknown)}")
+    version = raw.get("version", "0.5" if index % 2 else "0.4")
+    compressor = raw.get("compressor", "zlib" if index % 3 == 2 else "blosc")
+    naming = raw.get("naming", "name" if version == "0.5" else "id")
+    for key, value, allowed in (
+        ("version", version, ZARR_VERSIONS),
+        ("compressor", compressor, ZARR_COMPRESSORS),
+        ("naming", naming, ("id", "name")),
+    ):
+        if value not in allowed:
+            raise CatalogueSpecError(f"{where}.{key} must be one of {', '.join(allowed)}, got {value!r}")
+    return ZarrSettings(version=str(version), compressor=str(compressor), naming=str(naming))

@@ -1,9 +1,15 @@
-"""An offline, IDR-compatible aiohttp server honouring /work/shared/idr-api.md.
+"""An offline, IDR-compatible aiohttp server honouring docs/idr-api.md.
 
 `create_app` builds the aiohttp application; `EmulatorServer` runs it in a background thread (for
 tests and the builder's demo) or in the foreground (the `idrcell emulator` command). Pixels are
 synthesised lazily and rendered in a small thread pool, so slow renders and injected timeouts never
 block the event loop.
+
+Two modes: `classic` serves the IDR's classic web API (imgData with sizes, render_image JPEGs);
+`2026` behaves as the IDR does since its move to OME-Zarr: render_image and render_image_region
+answer 403 with an empty body and imgData answers an `Exception` without `size`, while the JSON API,
+render_thumbnail and the OME-Zarr stores under `/idr/zarr/` (zarr_store.py) keep working. The stores
+are served in both modes, so one server can feed both pixel sources of the builder.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from aiohttp import web
+from PIL import Image as PILImage
 
 from idrcell.emulator import marshal
 from idrcell.emulator.catalogue import Catalogue, Container, Image, load_catalogue
@@ -28,6 +36,7 @@ from idrcell.emulator.faults import FaultConfig, draw_fault
 from idrcell.emulator.pixels import PlaneCache
 from idrcell.emulator.render import (
     RenderRequestError,
+    default_settings,
     encode_jpeg,
     parse_channels,
     parse_mode,
@@ -35,6 +44,7 @@ from idrcell.emulator.render import (
     parse_region,
     render_rgb,
 )
+from idrcell.emulator.zarr_store import ZarrTree, list_bucket_xml
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +52,14 @@ API_VERSION = "0.2"
 SESSION_COOKIE = "sessionid_idr"
 DEFAULT_LIMIT = 200  # OMERO.web's omero.web.api.limit default
 DEFAULT_MAX_LIMIT = 500  # OMERO.web's omero.web.api.max_limit default (IDR uses 1000)
-_PUBLIC_ROUTES = frozenset({"session", "api_root", "api_versions"})  # reachable without a session
+# Reachable without a session; the object store (zarr, bucket) is another service that has none.
+_PUBLIC_ROUTES = frozenset({"session", "api_root", "api_versions", "zarr", "bucket"})
+MODES: tuple[str, ...] = ("classic", "2026")
+BUCKET = "idr"  # the object store's bucket; stores live under /<bucket>/zarr/ (path-style, as EBI's S3)
+THUMBNAIL_SIZE = 96  # render_thumbnail's default longest side (the IDR's 96 x 96 thumbnails)
+# The message of imgData in 2026 mode: the live text is not public; the shape (200, `Exception`, no
+# `size`) is what the 2026 guide measured.
+IMG_DATA_EXCEPTION = "This image can no longer be rendered by the viewer; its pixels are served as OME-Zarr."
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -127,13 +144,20 @@ class _Emulator:
         recorder: _Recorder,
         plane_cache_bytes: int,
         render_threads: int,
+        mode: str = "classic",
+        zarr_listing: bool = True,
     ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.catalogue = catalogue
+        self.mode = mode
+        self.zarr_listing = zarr_listing
         self.faults = faults
         self.max_limit = max_limit
         self.require_session = require_session
         self.recorder = recorder
         self.planes = PlaneCache(catalogue.seed, plane_cache_bytes)
+        self.zarr = ZarrTree(catalogue, self.planes)
         self.pool = concurrent.futures.ThreadPoolExecutor(
             render_threads, thread_name_prefix="emulator-render"
         )
@@ -371,6 +395,8 @@ class _Emulator:
 
     async def img_data(self, request: web.Request) -> web.Response:
         image = self._readable_image(request)
+        if self.mode == "2026":
+            return web.json_response({"id": image.id, "Exception": IMG_DATA_EXCEPTION})
         return web.json_response(marshal.img_data(self.catalogue, image))
 
     def _plane_indices(self, request: web.Request, image: Image) -> tuple[int, int]:
@@ -385,6 +411,8 @@ class _Emulator:
         return z, t
 
     async def render_image(self, request: web.Request) -> web.Response:
+        if self.mode == "2026":
+            return web.Response(status=403, body=b"")
         image = self._readable_image(request)
         z, t = self._plane_indices(request, image)
         self._check_renderable(image)
@@ -399,6 +427,8 @@ class _Emulator:
         return await self._render(request, image, z, t, (0, 0, image.width, image.height))
 
     async def render_image_region(self, request: web.Request) -> web.Response:
+        if self.mode == "2026":
+            return web.Response(status=403, body=b"")
         image = self._readable_image(request)
         z, t = self._plane_indices(request, image)
         self._check_renderable(image)
@@ -407,6 +437,52 @@ class _Emulator:
         if max(region[2], region[3]) > limit:
             raise _BadRequest(f"region {region[2]} x {region[3]} px is above the plane limit of {limit} px")
         return await self._render(request, image, z, t, region)
+
+    async def render_thumbnail(self, request: web.Request) -> web.Response:
+        """A JPEG of the default plane with the default settings, longest side 96 px (both modes)."""
+        image = self._readable_image(request)
+        self._check_renderable(image)
+        scale = THUMBNAIL_SIZE / max(image.width, image.height)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        settings = default_settings(image)
+        mode = "g" if image.size_c == 1 else "c"
+
+        def work() -> bytes:
+            def plane(index: int) -> Any:
+                return self.planes.plane(image, index, image.default_z, image.default_t)
+
+            rgb = render_rgb(plane, settings, mode, (image.height, image.width))
+            small = PILImage.fromarray(rgb).resize(size, PILImage.Resampling.BILINEAR)
+            return encode_jpeg(np.asarray(small), 90)
+
+        body = await asyncio.get_running_loop().run_in_executor(self.pool, work)
+        return web.Response(body=body, content_type="image/jpeg")
+
+    # ---- the object store: OME-Zarr copies -----------------------------------------------------
+    async def zarr_file(self, request: web.Request) -> web.StreamResponse:
+        path = request.match_info["path"]
+        body = await asyncio.get_running_loop().run_in_executor(self.pool, self.zarr.get, path)
+        if body is None:  # S3 answers a missing key with 404 and an XML error body
+            return web.Response(
+                status=404, text=_S3_ERROR.format(code="NoSuchKey"), content_type="application/xml"
+            )
+        content_type = (
+            "application/json" if path.endswith((".json", ".zattrs", ".zgroup", ".zarray")) else None
+        )
+        return web.Response(body=body, content_type=content_type or "application/octet-stream")
+
+    async def bucket(self, request: web.Request) -> web.Response:
+        """`/idr/?list-type=2&prefix=zarr/...&delimiter=/`: S3 ListObjectsV2 (if listing is allowed)."""
+        if not self.zarr_listing or request.query.get("list-type") != "2":
+            return web.Response(
+                status=403, text=_S3_ERROR.format(code="AccessDenied"), content_type="application/xml"
+            )
+        prefix = request.query.get("prefix", "")
+        if not prefix.startswith("zarr/"):
+            return web.Response(text=list_bucket_xml(BUCKET, prefix, [], []), content_type="application/xml")
+        keys, folders = self.zarr.list(prefix[len("zarr/") :])
+        xml = list_bucket_xml(BUCKET, prefix, ["zarr/" + k for k in keys], ["zarr/" + f for f in folders])
+        return web.Response(text=xml, content_type="application/xml")
 
     @staticmethod
     def _check_renderable(image: Image) -> None:
@@ -429,6 +505,9 @@ class _Emulator:
 
         body = await asyncio.get_running_loop().run_in_executor(self.pool, work)
         return web.Response(body=body, content_type="image/jpeg")
+
+
+_S3_ERROR = '<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code></Error>'
 
 
 class _BadRequest(web.HTTPBadRequest):
@@ -472,6 +551,8 @@ def create_app(
     recorder: _Recorder | None = None,
     plane_cache_bytes: int = 256 * 2**20,
     render_threads: int = 4,
+    mode: str = "classic",
+    zarr_listing: bool = True,
 ) -> tuple[web.Application, _Emulator]:
     """The aiohttp application serving `catalogue`, and its state object (for faults and stats)."""
     if max_limit < 1:
@@ -484,6 +565,8 @@ def create_app(
         recorder or _Recorder(),
         plane_cache_bytes,
         render_threads,
+        mode,
+        zarr_listing,
     )
     app = web.Application(
         middlewares=[
@@ -514,6 +597,8 @@ def create_app(
         (f"/api/v0/m/images/{identifier}/", emulator.image, "image"),
         ("/webclient/api/annotations/", emulator.annotations, "annotations"),
         (f"/webgateway/imgData/{identifier}/", emulator.img_data, "imgData"),
+        (f"/webgateway/render_thumbnail/{identifier}/", emulator.render_thumbnail, "render_thumbnail"),
+        (f"/{BUCKET}/", emulator.bucket, "bucket"),
     ]
     for path, handler, name in routes:
         app.router.add_get(path, handler, name=name, allow_head=False)
@@ -526,6 +611,8 @@ def create_app(
             rf"/webgateway/{route}/{identifier}/{{z:(?:\d+/)?}}{{t:(?:\d+/)?}}", name=route
         )
         resource.add_route("GET", handler)
+    # Store keys end without a slash: this route must not be redirected by normalize_path_middleware.
+    app.router.add_get(rf"/{BUCKET}/zarr/{{path:.+[^/]}}", emulator.zarr_file, name="zarr", allow_head=False)
     app.on_cleanup.append(lambda _app: _shutdown_pool(emulator))
     return app, emulator
 
@@ -553,6 +640,8 @@ class EmulatorServer:
         require_session: bool = True,
         plane_cache_mb: int = 256,
         render_threads: int = 4,
+        mode: str = "classic",
+        zarr_listing: bool = True,
     ) -> None:
         self.catalogue = (
             catalogue if isinstance(catalogue, Catalogue) else load_catalogue(catalogue, seed=seed)
@@ -568,6 +657,8 @@ class EmulatorServer:
             self._recorder,
             plane_cache_mb * 2**20,
             render_threads,
+            mode,
+            zarr_listing,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -585,6 +676,11 @@ class EmulatorServer:
     def base_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def zarr_base_url(self) -> str:
+        """Where the OME-Zarr stores are served, the value of the builder's `--zarr-base-url`."""
+        return f"{self.base_url}/{BUCKET}/zarr"
 
     @property
     def stats(self) -> EmulatorStats:
