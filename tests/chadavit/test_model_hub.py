@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import pickle
+import pickletools
+import types
 
 import pytest
 import torch
 
 from chadavit import from_pretrained, load_released_checkpoint
-from chadavit.hub import InertObject, read_checkpoint
+from chadavit.hub import InertObject, ModelFileError, read_checkpoint
 
 
 def test_save_and_load_round_trip_restores_the_model(tmp_path, tiny_model, random_images) -> None:
@@ -95,6 +98,8 @@ def test_older_encoder_prefix_and_a_namespace_in_hyper_parameters(
 
 
 class _Exploit:
+    """Unpickling this would create `target` through os.makedirs."""
+
     def __init__(self, target: str) -> None:
         self.target = target
 
@@ -102,14 +107,140 @@ class _Exploit:
         return (os.makedirs, (self.target,))
 
 
-def test_fallback_never_runs_code_from_the_file(tmp_path, tiny_model) -> None:
+class _ExecExploit(_Exploit):
+    """The same through builtins.exec, a global torch does not block by module."""
+
+    def __reduce__(self):
+        return (exec, (f"import os; os.makedirs({self.target!r})",))
+
+
+def test_unknown_globals_become_inert_and_never_run(tmp_path, tiny_model, random_images) -> None:
+    student = tiny_model("chadavit_moyen_v1")
+    marker = tmp_path / "code-was-executed"
+    path = tmp_path / "evil.ckpt"
+    _write_ckpt(path, _released_state(student, student), {"payload": _ExecExploit(str(marker))})
+    model = load_released_checkpoint(path)
+    assert not marker.exists()
+    assert repr(read_checkpoint(path)["hyper_parameters"]["payload"]) == "<inert builtins.exec>"
+    images = random_images([2, 1])
+    with torch.no_grad():
+        assert torch.equal(model(images), student(images))
+
+
+def test_globals_of_blocked_modules_are_refused_without_advice_to_unpickle(tmp_path, tiny_model) -> None:
     student = tiny_model("chadavit_moyen_v1")
     marker = tmp_path / "code-was-executed"
     path = tmp_path / "evil.ckpt"
     _write_ckpt(path, _released_state(student, student), {"payload": _Exploit(str(marker))})
-    model = load_released_checkpoint(path)
+    with pytest.raises(ModelFileError) as error:
+        load_released_checkpoint(path)
+    message = str(error.value)
+    assert str(path) in message and "os.makedirs" in message and "\n" not in message
+    assert "weights_only" not in message  # never the advice to load it unrestricted
     assert not marker.exists()
-    assert model.config.name == "chadavit_moyen_v1"
+
+
+# ----- payloads that try to change objects of this process (issue: a refused file rewrote torch) -----
+
+
+class _RawOps:
+    """Pickle opcodes written verbatim where a value would be: payloads no Python object pickles to."""
+
+    def __init__(self, ops: bytes) -> None:
+        self.ops = ops
+
+
+class _RawPickler(pickle._Pickler):
+    def save(self, obj, save_persistent_id=True):
+        if isinstance(obj, _RawOps):
+            self.write(obj.ops)
+        else:
+            super().save(obj, save_persistent_id)
+
+
+# torch.save subclasses `pickle_module.Pickler` for its storages: a real checkpoint around the payload.
+_RAW_PICKLE = types.SimpleNamespace(__name__="raw_pickle", Pickler=_RawPickler)
+
+
+def _opcodes(value) -> bytes:
+    """`value` as protocol-2 opcodes without PROTO, STOP or memo writes, so it splices anywhere."""
+    ops = pickletools.optimize(pickle.dumps(value, protocol=2))
+    assert ops[:2] == b"\x80\x02" and ops[-1:] == pickle.STOP
+    return ops[2:-1]
+
+
+def _global(module: str, name: str) -> bytes:
+    return pickle.GLOBAL + f"{module}\n{name}\n".encode()
+
+
+def _build_on(module: str, name: str, state) -> _RawOps:
+    """GLOBAL module.name, then BUILD with `state`: sets attributes of an object that already exists."""
+    return _RawOps(_global(module, name) + _opcodes(state) + pickle.BUILD)
+
+
+def _setitem_on(module: str, name: str, key, value) -> _RawOps:
+    return _RawOps(_global(module, name) + _opcodes(key) + _opcodes(value) + pickle.SETITEM)
+
+
+NEGATE_EVERY_TENSOR = ({"neg": True},)  # metadata default of _rebuild_tensor_v2: the neg bit
+PAYLOADS = {
+    "a function's __defaults__": _build_on(
+        "torch._utils", "_rebuild_tensor_v2", (None, {"__defaults__": NEGATE_EVERY_TENSOR})
+    ),
+    "a function's __dict__": _build_on("torch._utils", "_rebuild_parameter", {"hooked": True}),
+    "a class's attribute": _build_on("torch.nn.parameter", "Parameter", (None, {"__doc__": "owned"})),
+    "a class's __dict__ by state": _build_on("collections", "OrderedDict", {"owned": True}),
+    "a module attribute (a dtype)": _build_on("torch", "float32", (None, {"owned": True})),
+    "a class by item": _setitem_on("collections", "Counter", "owned", True),
+    "the placeholder of an unknown global": _build_on("argparse", "Namespace", (None, {"owned": True})),
+}
+
+
+def _fingerprint(target) -> dict[str, object]:
+    """What BUILD or SETITEM could change on `target`: its attributes and function defaults."""
+    names = set(dir(target)) | set(getattr(target, "__dict__", {}))
+    return {
+        name: getattr(target, name, None)
+        for name in names
+        if name not in {"__dict__", "__weakref__", "__abstractmethods__"}
+    } | {"__dict__": dict(getattr(target, "__dict__", {}))}
+
+
+TARGETS = [
+    torch._utils._rebuild_tensor_v2,
+    torch._utils._rebuild_parameter,
+    torch.nn.Parameter,
+    collections.OrderedDict,
+    collections.Counter,
+    torch.float32,
+    argparse.Namespace,
+]
+
+
+@pytest.mark.parametrize("payload", list(PAYLOADS), ids=list(PAYLOADS))
+def test_a_refused_checkpoint_changes_nothing_in_the_process(
+    payload, tmp_path, tiny_model, random_images
+) -> None:
+    student = tiny_model("chadavit_moyen_v1", seed=5)
+    clean = tmp_path / "clean.ckpt"
+    _write_ckpt(clean, _released_state(student, student), argparse.Namespace(lr=0.1))
+    evil = tmp_path / "evil.ckpt"
+    state = _released_state(student, student) | {"backbone.cls_token": PAYLOADS[payload]}
+    torch.save({"state_dict": state}, evil, pickle_module=_RAW_PICKLE)
+    before = [_fingerprint(target) for target in TARGETS]
+
+    with pytest.raises(ModelFileError, match=r"cannot read checkpoint .*evil\.ckpt: refused"):
+        load_released_checkpoint(evil)
+
+    assert [_fingerprint(target) for target in TARGETS] == before
+    assert torch._utils._rebuild_tensor_v2.__defaults__ == (None,)
+    # The same process still reads clean files to the right values, with both loaders.
+    plain = tmp_path / "plain.pt"
+    torch.save({"w": torch.arange(4.0)}, plain)
+    assert torch.equal(torch.load(plain, weights_only=True)["w"], torch.arange(4.0))
+    images = random_images([3, 2], seed=6)
+    with torch.no_grad():
+        assert torch.equal(load_released_checkpoint(clean)(images), student(images))
 
 
 def test_missing_and_unknown_keys_are_listed(tmp_path, tiny_model) -> None:

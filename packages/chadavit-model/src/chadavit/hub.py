@@ -1,21 +1,19 @@
 """Saving and loading weights: our own model directories and the authors' released `.ckpt`.
 
 A model directory holds `config.json` (the full `ViTConfig`) and `model.safetensors`. The
-released checkpoint is a PyTorch Lightning pickle; it is read with `weights_only=True` and, when
-that refuses the file's non-tensor objects (argparse Namespaces in `hyper_parameters`...), with a
-restricted unpickler that rebuilds tensors and plain containers only and turns every other global
-into an inert placeholder: nothing from the file is ever imported or called.
+released checkpoint is a PyTorch Lightning pickle, read by torch's weights-only unpickler with the
+file's non-tensor globals (argparse Namespaces in `hyper_parameters`...) mapped to inert placeholders
+made for that one load: nothing from the file is imported or called, and no existing object changes.
+Every unusable file raises `ModelFileError`, one sentence naming the file.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
 import logging
 import pickle
 import re
-import types
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +39,10 @@ RELEASED_PREFIXES = {
 }
 
 
+class ModelFileError(ValueError):
+    """A model directory or checkpoint that cannot be used; the message names the file and why."""
+
+
 # ----- our model directories ---------------------------------------------------------------------
 
 
@@ -59,15 +61,25 @@ def save_pretrained(model: PackedViT, directory: str | Path) -> Path:
 def _read_config(path: Path) -> ViTConfig:
     try:
         document = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read model config {path}: {error}") from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"cannot read model config {path}: {error}") from error
     if not isinstance(document, dict) or document.pop("format", None) != FORMAT:
-        raise ValueError(f"{path} is not a {FORMAT} model config")
+        raise ModelFileError(f"{path} is not a {FORMAT} model config")
     known = {field.name for field in dataclasses.fields(ViTConfig)}
     unknown = sorted(set(document) - known)
     if unknown:
-        raise ValueError(f"{path} has unknown config fields {unknown}")
-    return ViTConfig(**document)
+        raise ModelFileError(f"{path} has unknown config fields {unknown}")
+    try:
+        return ViTConfig(**document)
+    except ValueError as error:  # ViTConfig names every bad field, with its type or range
+        raise ModelFileError(f"{path}: {error}") from error
+
+
+def _read_weights(path: Path, device: str) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path, device=device)
+    except Exception as error:  # SafetensorError (empty, truncated, not safetensors) or OSError
+        raise ModelFileError(f"cannot read weights {path}: {error}") from error
 
 
 def from_pretrained(directory: str | Path, map_location: str | torch.device = "cpu") -> PackedViT:
@@ -78,7 +90,7 @@ def from_pretrained(directory: str | Path, map_location: str | torch.device = "c
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist; is {directory} a saved chadavit model?")
     model = build_model(_read_config(config_path))
-    _load_strict(model, load_file(weights_path, device=str(map_location)), str(weights_path))
+    _load_strict(model, _read_weights(weights_path, str(map_location)), str(weights_path))
     return model.to(map_location).eval()
 
 
@@ -87,7 +99,7 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise ValueError(
+        raise ModelFileError(
             f"{source} does not match {model.config.name}: "
             f"missing keys {missing}, unexpected keys {unexpected}"
         )
@@ -99,7 +111,7 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
     if wrong:
         # A wrong config (say another embed_dim) mismatches nearly every tensor: name a few, count all.
         shown = ", ".join(wrong[:3]) + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else "")
-        raise ValueError(
+        raise ModelFileError(
             f"{source} has {len(wrong)} tensors of the wrong shape for {model.config.name} "
             f"(weights != config): {shown}"
         )
@@ -129,70 +141,58 @@ class InertObject:
         return f"<inert {self._global_name}>"
 
 
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    """Tensor rebuild functions and plain containers: what a state dict needs, nothing more."""
-    allowed: dict[tuple[str, str], Any] = {
-        ("collections", "OrderedDict"): collections.OrderedDict,
-        ("builtins", "set"): set,
-        ("builtins", "frozenset"): frozenset,
-        ("torch", "Size"): torch.Size,
-        ("torch", "device"): torch.device,
-    }
-    for name in (
-        "_rebuild_tensor",
-        "_rebuild_tensor_v2",
-        "_rebuild_tensor_v3",
-        "_rebuild_parameter",
-        "_rebuild_parameter_with_state",
-    ):
-        if hasattr(torch._utils, name):
-            allowed[("torch._utils", name)] = getattr(torch._utils, name)
-    return allowed
+def _inert_class(qualified_name: str) -> type[InertObject]:
+    """A placeholder class made for one load: whatever a file does to it touches nothing shared."""
+    return type(f"Inert[{qualified_name}]", (InertObject,), {"_global_name": qualified_name})
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only allow-listed globals; any other global becomes an inert placeholder class."""
-
-    _allowed = _allowed_globals()
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._allowed:
-            return self._allowed[(module, name)]
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-            return getattr(torch, name)
-        placeholder = type(f"Inert_{name}", (InertObject,), {"_global_name": f"{module}.{name}"})
-        return placeholder
+def _foreign_globals(path: Path) -> list[str]:
+    """Globals the file names beyond tensors and plain containers (a static scan: nothing runs)."""
+    try:
+        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # not a zip checkpoint, or an opcode torch's reader refuses: torch.load names it
+        return []
 
 
-# torch.load takes a module-like object whose `Unpickler` it subclasses for storages.
-_RESTRICTED_PICKLE = types.SimpleNamespace(
-    __name__="chadavit_restricted_pickle",
-    Unpickler=_RestrictedUnpickler,
-    load=lambda *args, **kwargs: _RestrictedUnpickler(*args, **kwargs).load(),
-)
+def _refusal_reason(refusal: pickle.UnpicklingError) -> str:
+    """torch's own reason, without its advice to load the file with `weights_only=False`."""
+    original = str(refusal.__context__ or refusal)
+    if blocked := re.search(r"GLOBAL (\S+) whose module (\S+) is blocked", original):
+        return f"refused: it refers to {blocked.group(1)} (module {blocked.group(2)} is never loaded)"
+    if target := re.search(r"Can only build .* but got (<class '[^']+'>)", original):
+        return f"refused: its pickle would set attributes of an existing {target.group(1)}"
+    first_line = next((line for line in original.splitlines() if line.strip()), "unreadable pickle")
+    return "refused: " + first_line.split(". Please")[0].strip().rstrip(".")
 
 
 def read_checkpoint(path: str | Path) -> Any:
-    """Load a torch checkpoint without executing code from it (see the module docstring)."""
+    """Load a torch checkpoint without executing code from it or changing any existing object.
+
+    torch's weights-only unpickler does the reading: it calls only tensor-rebuild functions and
+    plain-container constructors, and its BUILD step only fills objects it created itself. Every
+    other global the file names (argparse.Namespace in `hyper_parameters`...) is mapped, for this
+    load only, to a fresh `InertObject` subclass that keeps its arguments and runs nothing. Globals
+    from the modules torch blocks (os, sys...) are refused: a checkpoint never needs them.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"cannot read checkpoint {path}: the file is empty")
+    placeholders = [(_inert_class(name), name) for name in _foreign_globals(path)]
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(placeholders):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as refusal:
-        logger.info("weights_only refused %s (%s); using the restricted unpickler", path, refusal)
-    except Exception as error:
-        raise ValueError(f"cannot read checkpoint {path}: {error}") from error
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RESTRICTED_PICKLE)
-    except Exception as error:
-        raise ValueError(f"cannot read checkpoint {path}: {error}") from error
+        raise ModelFileError(f"cannot read checkpoint {path}: {_refusal_reason(refusal)}") from None
+    except Exception as error:  # truncated zip, foreign format...: torch raises many types
+        raise ModelFileError(f"cannot read checkpoint {path}: {error}") from error
 
 
 def _backbone_state(checkpoint: Any, weights: str, path: Path) -> dict[str, torch.Tensor]:
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
-        raise ValueError(f"{path} holds no state dict (expected a Lightning checkpoint)")
+        raise ModelFileError(f"{path} holds no state dict (expected a Lightning checkpoint)")
     for prefix in RELEASED_PREFIXES[weights]:
         backbone = {
             key[len(prefix) :]: value
@@ -202,7 +202,7 @@ def _backbone_state(checkpoint: Any, weights: str, path: Path) -> dict[str, torc
         if backbone:
             return backbone
     prefixes = " or ".join(repr(p) for p in RELEASED_PREFIXES[weights])
-    raise ValueError(f"{path} has no {weights} backbone: no state_dict key starts with {prefixes}")
+    raise ModelFileError(f"{path} has no {weights} backbone: no state_dict key starts with {prefixes}")
 
 
 def _released_config(state: dict[str, torch.Tensor], num_heads: int, path: Path) -> ViTConfig:
@@ -210,20 +210,23 @@ def _released_config(state: dict[str, torch.Tensor], num_heads: int, path: Path)
     needed = ("token_learner.proj.weight", "channel_token", "pos_embed", "blocks.0.linear1.weight")
     absent = [key for key in needed if key not in state]
     if absent:
-        raise ValueError(f"{path} is not a ChAda-ViT backbone: missing keys {absent}")
-    embed_dim, _, patch, _ = state["token_learner.proj.weight"].shape
-    grid = round((state["pos_embed"].shape[-2] - 1) ** 0.5)
-    depth = 1 + max(int(m.group(1)) for key in state if (m := re.match(r"blocks\.(\d+)\.", key)))
-    return model_config(
-        "chadavit_moyen_v1",
-        embed_dim=int(embed_dim),
-        patch_size=int(patch),
-        img_size=int(grid * patch),
-        depth=depth,
-        num_heads=num_heads,
-        max_channels=int(state["channel_token"].shape[1]),
-        ffn_dim=int(state["blocks.0.linear1.weight"].shape[0]),
-    )
+        raise ModelFileError(f"{path} is not a ChAda-ViT backbone: missing keys {absent}")
+    try:
+        embed_dim, _, patch, _ = state["token_learner.proj.weight"].shape
+        grid = round((state["pos_embed"].shape[-2] - 1) ** 0.5)
+        depth = 1 + max(int(m.group(1)) for key in state if (m := re.match(r"blocks\.(\d+)\.", key)))
+        return model_config(
+            "chadavit_moyen_v1",
+            embed_dim=int(embed_dim),
+            patch_size=int(patch),
+            img_size=int(grid * patch),
+            depth=depth,
+            num_heads=num_heads,
+            max_channels=int(state["channel_token"].shape[1]),
+            ffn_dim=int(state["blocks.0.linear1.weight"].shape[0]),
+        )
+    except (ValueError, TypeError, IndexError) as error:  # tensors of impossible shapes, bad num_heads
+        raise ModelFileError(f"{path} holds no usable ChAda-ViT backbone: {error}") from error
 
 
 def load_released_checkpoint(path: str | Path, weights: str = "student", num_heads: int = 2) -> PackedViT:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 ARCHITECTURES = ("chadavit", "onechannel", "interchannel")
 BLOCKS = ("prenorm", "released")
+_INT_FIELDS = ("img_size", "patch_size", "embed_dim", "depth", "num_heads", "max_channels")
+_FLOAT_FIELDS = ("mlp_ratio", "drop_path_rate", "block_norm_eps", "norm_eps")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a size
 
 
 @dataclass(frozen=True)
@@ -28,13 +36,35 @@ class ViTConfig:
     norm_eps: float = 1e-6
 
     def __post_init__(self) -> None:
+        # Types first (a config.json may hold anything), then ranges; every problem in one message.
+        problems = self._type_problems()
+        if not problems:
+            problems = self._range_problems()
+        if problems:
+            raise ValueError(f"invalid configuration {self.name!r}: " + "; ".join(problems))
+
+    def _type_problems(self) -> list[str]:
+        problems = []
+        for field in ("name", "architecture", "block"):
+            if not isinstance(getattr(self, field), str):
+                problems.append(f"{field} must be a string, got {getattr(self, field)!r}")
+        for field in _INT_FIELDS + (("ffn_dim",) if self.ffn_dim is not None else ()):
+            if not _is_int(getattr(self, field)):
+                problems.append(f"{field} must be an integer, got {getattr(self, field)!r}")
+        for field in _FLOAT_FIELDS:
+            value = getattr(self, field)
+            if not (_is_int(value) or isinstance(value, float)) or not math.isfinite(value):
+                problems.append(f"{field} must be a finite number, got {value!r}")
+        return problems
+
+    def _range_problems(self) -> list[str]:
         problems = []
         if self.architecture not in ARCHITECTURES:
             problems.append(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.block not in BLOCKS:
             problems.append(f"block must be one of {BLOCKS}, got {self.block!r}")
-        for field in ("img_size", "patch_size", "embed_dim", "depth", "num_heads", "max_channels"):
-            if not isinstance(getattr(self, field), int) or getattr(self, field) < 1:
+        for field in _INT_FIELDS:
+            if getattr(self, field) < 1:
                 problems.append(f"{field} must be a positive integer, got {getattr(self, field)!r}")
         if not problems and self.embed_dim % self.num_heads != 0:
             problems.append(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
@@ -46,8 +76,10 @@ class ViTConfig:
             problems.append(f"ffn_dim must be positive, got {self.ffn_dim}")
         if self.mlp_ratio <= 0:
             problems.append(f"mlp_ratio must be positive, got {self.mlp_ratio}")
-        if problems:
-            raise ValueError(f"invalid configuration {self.name!r}: " + "; ".join(problems))
+        for field in ("block_norm_eps", "norm_eps"):
+            if getattr(self, field) <= 0:
+                problems.append(f"{field} must be positive, got {getattr(self, field)}")
+        return problems
 
     @property
     def hidden_dim(self) -> int:
