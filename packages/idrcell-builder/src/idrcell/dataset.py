@@ -57,9 +57,20 @@ class ShardLimits:
     max_bytes: int = 1_000_000_000
 
 
+class UnusableSample(ValueError):
+    """Raised by `SampleSource.read` for a sample to leave out; the message is the reason."""
+
+
+class EmptyDatasetError(ValueError):
+    """Nothing to write: a dataset without a sample is an error, never a success."""
+
+
 @dataclass(frozen=True)
 class SampleSource:
-    """One sample to write: its key, approximate size, and how to read its tar members."""
+    """One sample to write: its key, approximate size, and how to read its tar members.
+
+    `read` may raise `UnusableSample`: the sample is then left out, and named in dataset.json.
+    """
 
     key: str
     nbytes: int
@@ -72,6 +83,7 @@ class DatasetSummary:
     shards: int
     channels: int
     bytes: int
+    skipped: tuple[tuple[str, str], ...] = ()  # (key, reason) of the samples left out
 
 
 def shard_sizes(n_samples: int, total_bytes: int, limits: ShardLimits) -> list[int]:
@@ -162,6 +174,8 @@ def write_dataset(
 ) -> DatasetSummary:
     """Write shards, index and dataset.json for `sources` into `out`; `metadata` joins dataset.json."""
     out = Path(out)
+    if not sources:
+        raise EmptyDatasetError(f"no sample to write into {out}")
     shards_dir = out / SHARDS_DIR
     shards_dir.mkdir(parents=True, exist_ok=True)
     (out / DATASET_FILE).unlink(missing_ok=True)  # the directory is incomplete until the end
@@ -171,17 +185,26 @@ def write_dataset(
     sizes = shard_sizes(len(order), sum(s.nbytes for s in order), limits)
     rows: list[dict[str, Any]] = []
     shard_records = []
+    skipped: list[tuple[str, str]] = []
     channels = written = 0
     position = 0
     for shard_index, size in enumerate(sizes):
         name = SHARD_PATTERN.format(index=shard_index)
         batch = order[position : position + size]
         position += size
+        in_shard = 0
 
-        def members(batch: list[SampleSource] = batch, name: str = name) -> Any:
-            nonlocal channels, written
-            for source in batch:
-                sample = source.read()
+        def members(batch: list[SampleSource] = batch, name: str = name, first: int = position - size) -> Any:
+            nonlocal channels, written, in_shard
+            for done, source in enumerate(batch, start=first + 1):
+                try:
+                    sample = source.read()
+                except UnusableSample as error:
+                    skipped.append((source.key, str(error)))
+                    continue
+                finally:
+                    if progress is not None:
+                        progress(done, len(order))
                 meta = json.loads(sample[0][1])
                 if sample[0][0] != f"{source.key}.json" or meta.get("key") != source.key:
                     raise ValueError(f"sample {source.key!r} does not start with its own JSON record")
@@ -189,12 +212,15 @@ def write_dataset(
                 channels += meta["n_channels"]
                 yield from sample
                 written += 1
-                if progress is not None:
-                    progress(written, len(order))
+                in_shard += 1
 
         with atomic_open(shards_dir / name) as handle:
             sha256, nbytes = write_tar(handle, members())
-        shard_records.append({"name": name, "samples": size, "bytes": nbytes, "sha256": sha256})
+        shard_records.append({"name": name, "samples": in_shard, "bytes": nbytes, "sha256": sha256})
+    if not written:
+        raise EmptyDatasetError(
+            f"none of the {len(order)} samples could be used (first: {skipped[0][0]}: {skipped[0][1]})"
+        )
     keep = {record["name"] for record in shard_records}
     for stale in shards_dir.iterdir():
         if SHARD_NAME.match(stale.name) and stale.name not in keep:
@@ -207,14 +233,15 @@ def write_dataset(
         "builder": f"idrcell {__version__}",
         "seed": seed,
         "shard_limits": {"max_samples": limits.max_samples, "max_bytes": limits.max_bytes},
-        "counts": {"samples": len(order), "shards": len(shard_records), "channels": channels},
+        "counts": {"samples": written, "shards": len(shard_records), "channels": channels},
         "shards": shard_records,
         "index": {"name": INDEX_FILE, "rows": len(rows), "sha256": file_sha256(out / INDEX_FILE)},
         "fingerprint": fingerprint,
         **metadata,
     }
-    atomic_write_text(
-        out / DATASET_FILE, json.dumps(info, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
-    )
+    if skipped:  # only then: a dataset without skips keeps the bytes it always had
+        info["skipped"] = [{"key": key, "reason": reason} for key, reason in skipped]
+    text = json.dumps(info, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False)
+    atomic_write_text(out / DATASET_FILE, text + "\n")
     total = sum(record["bytes"] for record in shard_records)
-    return DatasetSummary(samples=len(order), shards=len(shard_records), channels=channels, bytes=total)
+    return DatasetSummary(written, len(shard_records), channels, total, tuple(skipped))

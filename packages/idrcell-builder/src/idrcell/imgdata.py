@@ -5,6 +5,7 @@ Every way an image can be unusable maps to one skip reason, so a summary can cou
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ MISSING_CHANNEL = "missing_channel"  # the list asks for a channel the image doe
 PLANE_OUT_OF_RANGE = "plane_out_of_range"
 TOO_LARGE = "too_large"
 UNDECODABLE_PIXELS = "undecodable_pixels"
+OVERSIZED_PIXELS = "oversized_pixels"  # a JPEG declaring more pixels than the plane (a decompression bomb)
 
 
 @dataclass(frozen=True)
@@ -41,25 +43,45 @@ class ImagePlan:
     z: int
     t: int
     channels: tuple[ChannelPlan, ...]
+    # Values the server sent that are no finite number (NaN, Infinity, 1e400), stored as null.
+    nulled: tuple[str, ...] = ()
 
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _number(value: Any) -> float | None:
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:12]}...({len(text)} characters)"
+
+
+def _number(value: Any, where: str, nulled: list[str]) -> float | None:
+    """A finite float, or None; a non-finite or overflowing number is noted in `nulled`.
+
+    Python's json module reads NaN, Infinity and 1e400 (as inf) and an integer of 400 digits, none
+    of which strict JSON can hold once written back as a float.
+    """
     if isinstance(value, dict):  # some OMERO versions wrap quantities as {"value": ..., "unit": ...}
         value = value.get("value")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float's range
+        number = math.inf
+    if not math.isfinite(number):
+        nulled.append(f"{where} is {_short(value)}, not a finite number")
+        return None
+    return number
 
 
-def _window(channel: dict[str, Any]) -> tuple[float, float] | None:
+def _window(channel: dict[str, Any], where: str, nulled: list[str]) -> tuple[float, float] | None:
     window = channel.get("window")
     if not isinstance(window, dict):
         return None
-    start, end = _number(window.get("start")), _number(window.get("end"))
+    start = _number(window.get("start"), f"{where} window.start", nulled)
+    end = _number(window.get("end"), f"{where} window.end", nulled)
     return (start, end) if start is not None and end is not None else None
 
 
@@ -99,22 +121,24 @@ def plan_image(img_data: Any, experiment: Experiment, max_channels: int, max_sid
     rdefs = img_data.get("rdefs") if isinstance(img_data.get("rdefs"), dict) else {}
     z = experiment.z if experiment.z is not None else _int(rdefs.get("defaultZ")) or 0
     t = experiment.t if experiment.t is not None else _int(rdefs.get("defaultT")) or 0
-    if z >= size_z or t >= size_t:
+    if not (0 <= z < size_z and 0 <= t < size_t):
         return PLANE_OUT_OF_RANGE
     if max(width, height) > max_side:
         return TOO_LARGE
     meta = img_data.get("meta") if isinstance(img_data.get("meta"), dict) else {}
     pixels_type = meta.get("pixelsType")
     plans = []
+    nulled: list[str] = []
     for index in wanted:
         channel = channels[index - 1]
         label = channel.get("label")
+        where = f"channel {index}"
         plans.append(
             ChannelPlan(
                 index=index,
                 label=label if isinstance(label, str) else None,
-                emission_wavelength=_number(channel.get("emissionWave")),
-                window=_window(channel),
+                emission_wavelength=_number(channel.get("emissionWave"), f"{where} emissionWave", nulled),
+                window=_window(channel, where, nulled),
             )
         )
     return ImagePlan(
@@ -124,6 +148,7 @@ def plan_image(img_data: Any, experiment: Experiment, max_channels: int, max_sid
         z=z,
         t=t,
         channels=tuple(plans),
+        nulled=tuple(nulled),
     )
 
 

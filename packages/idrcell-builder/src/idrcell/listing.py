@@ -13,6 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from idrcell.answers import (
+    MalformedAnswer,
+    as_dict,
+    object_id,
+    optional_dict,
+    optional_int,
+    optional_list,
+    optional_text,
+)
 from idrcell.atomic import atomic_write_text
 from idrcell.client import IDRClient, PermanentHTTPError, ProtocolError
 from idrcell.experiments import Experiment
@@ -36,6 +45,10 @@ class ExperimentListing:
     container_name: str | None
     study_info: dict[str, str | None]  # imaging_method, organism, cell_line
     candidates: tuple[Candidate, ...]
+    # Items of the listing left out because their shape was wrong (e.g. a plate whose @id is a
+    # string): how many, and the first few reasons, so an empty listing can say why it is empty.
+    dropped: int = 0
+    dropped_examples: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -44,6 +57,8 @@ class ExperimentListing:
             "container_name": self.container_name,
             "study_info": self.study_info,
             "candidates": [c.to_json() for c in self.candidates],
+            "dropped": self.dropped,
+            "dropped_examples": list(self.dropped_examples),
         }
 
     @classmethod
@@ -55,32 +70,67 @@ class ExperimentListing:
             container_name=data.get("container_name"),
             study_info=dict(data["study_info"]),
             candidates=tuple(Candidate.from_json(c) for c in data["candidates"]),
+            dropped=int(data.get("dropped", 0)),
+            dropped_examples=tuple(str(e) for e in data.get("dropped_examples", [])),
         )
 
+    def describe_dropped(self) -> str:
+        """`3 malformed items were left out (e.g. ...)`, or "" when none was."""
+        if not self.dropped:
+            return ""
+        return f"{self.dropped} malformed item(s) were left out (e.g. {'; '.join(self.dropped_examples)})"
 
-def _object_id(item: dict[str, Any]) -> int | None:
-    value = item.get("@id")
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+class _Dropped:
+    """Counts the listing's malformed items and keeps the first few reasons."""
+
+    KEEP = 3
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.examples: list[str] = []
+
+    def add(self, error: MalformedAnswer) -> None:
+        self.count += 1
+        if len(self.examples) < self.KEEP:
+            self.examples.append(str(error))
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+def _label(item: Any, kind: str) -> str:
+    """`plate 'P1'` (or `plate #3`): how to name an item in a message."""
+    name = item.get("Name") if isinstance(item, dict) else None
+    return f"{kind} {name!r}" if isinstance(name, str) else f"a {kind}"
 
 
 def parse_study_info(answer: Any, container_id: int) -> dict[str, str | None]:
     """Imaging Method, Organism and Cell Line from a map-annotation answer; missing keys are None.
 
     Keys may repeat on IDR (e.g. two organisms): distinct values are joined with '; ' in order.
+    A malformed annotation is left out with a warning naming what was wrong.
     """
     values: dict[str, list[str]] = {name: [] for name in ANNOTATION_KEYS}
-    annotations = answer.get("annotations", []) if isinstance(answer, dict) else []
-    for annotation in annotations if isinstance(annotations, list) else []:
-        if not isinstance(annotation, dict) or annotation.get("ns") != STUDY_INFO_NS:
+    try:
+        annotations = optional_list(
+            as_dict(answer, "the annotations answer").get("annotations"), "annotations"
+        )
+    except MalformedAnswer as error:
+        logger.warning("ignoring the study annotations of container %d: %s", container_id, error)
+        annotations = []
+    for position, annotation in enumerate(annotations):
+        where = f"annotation {position}"
+        try:
+            annotation = as_dict(annotation, where)
+            if annotation.get("ns") != STUDY_INFO_NS:
+                continue
+            link = optional_dict(annotation.get("link"), f"{where}: link")
+            parent = optional_dict(link.get("parent"), f"{where}: link.parent")
+            pairs = optional_list(annotation.get("values"), f"{where}: values")
+        except MalformedAnswer as error:
+            logger.warning("ignoring a study annotation of container %d: %s", container_id, error)
             continue
-        parent = (annotation.get("link") or {}).get("parent") or {}
-        if isinstance(parent, dict) and parent.get("id") not in (None, container_id):
+        if parent.get("id") not in (None, container_id):
             continue
-        for pair in annotation.get("values") or []:
+        for pair in pairs:
             if not (isinstance(pair, list | tuple) and len(pair) == 2):
                 continue
             key, value = pair
@@ -103,16 +153,20 @@ async def resolve_container(client: IDRClient, experiment: Experiment) -> tuple[
                 f"on the server (HTTP {error.status}: {error.message})"
             ) from None
         data = answer.get("data") if isinstance(answer, dict) else None
-        name = _text(data.get("Name")) if isinstance(data, dict) else None
+        name = optional_text(data.get("Name")) if isinstance(data, dict) else None
         if name is not None and name != experiment.omero_name:
             logger.warning("%s id %d is named %r on the server", experiment.omero_name, experiment.id, name)
         return experiment.id, name
     everything = await client.list_all(f"api/v0/m/{collection}/")
-    matches = sorted(
-        object_id
-        for item in everything
-        if item.get("Name") == experiment.omero_name and (object_id := _object_id(item)) is not None
-    )
+    matches = []
+    for item in everything:
+        if item.get("Name") != experiment.omero_name:
+            continue
+        try:
+            matches.append(object_id(item, f"{collection[:-1]} {experiment.omero_name!r}"))
+        except MalformedAnswer as error:
+            raise ListingError(f"{experiment.omero_name}: {error}") from None
+    matches.sort()
     if not matches:
         raise ListingError(f"no {collection[:-1]} named {experiment.omero_name!r} on the server")
     if len(matches) > 1:
@@ -134,59 +188,77 @@ async def _study_info(client: IDRClient, kind: str, container_id: int) -> dict[s
     return parse_study_info(answer, container_id)
 
 
-async def _plate_candidates(client: IDRClient, plate: dict[str, Any]) -> list[Candidate]:
-    plate_id = _object_id(plate)
-    if plate_id is None:
+async def _plate_candidates(client: IDRClient, plate: dict[str, Any], dropped: _Dropped) -> list[Candidate]:
+    try:
+        plate_id = object_id(plate, _label(plate, "plate"))
+    except MalformedAnswer as error:
+        dropped.add(error)
         return []
     wells = await client.list_all(f"api/v0/m/plates/{plate_id}/wells/")
     candidates = []
     for well in wells:
-        well_id = _object_id(well)
-        samples = well.get("WellSamples") or []
-        if well_id is None or not isinstance(samples, list):
+        where = f"{_label(plate, 'plate')}: {_label(well, 'well')}"
+        try:
+            well_id = object_id(well, where)
+            samples = optional_list(well.get("WellSamples"), f"{where}: WellSamples")
+        except MalformedAnswer as error:
+            dropped.add(error)
             continue
         for position, sample in enumerate(samples, start=1):
-            image = sample.get("Image") if isinstance(sample, dict) else None
-            image_id = _object_id(image) if isinstance(image, dict) else None
-            if image_id is None:
+            try:
+                image = as_dict(
+                    as_dict(sample, f"{where}: sample {position}").get("Image"), f"{where}: image"
+                )
+                image_id = object_id(image, f"{where}: image")
+            except MalformedAnswer as error:
+                dropped.add(error)
                 continue
-            row, column = well.get("Row"), well.get("Column")
             candidates.append(
                 Candidate(
                     image_id=image_id,
                     group_id=plate_id,
-                    group_name=_text(plate.get("Name")),
+                    group_name=optional_text(plate.get("Name")),
                     well_id=well_id,
-                    row=row if isinstance(row, int) else None,
-                    column=column if isinstance(column, int) else None,
+                    row=optional_int(well.get("Row")),
+                    column=optional_int(well.get("Column")),
                     field=position,
-                    image_name=_text(image.get("Name")),
+                    image_name=optional_text(image.get("Name")),
                 )
             )
     return candidates
 
 
-async def _dataset_candidates(client: IDRClient, dataset: dict[str, Any]) -> list[Candidate]:
-    dataset_id = _object_id(dataset)
-    if dataset_id is None:
+async def _dataset_candidates(
+    client: IDRClient, dataset: dict[str, Any], dropped: _Dropped
+) -> list[Candidate]:
+    try:
+        dataset_id = object_id(dataset, _label(dataset, "dataset"))
+    except MalformedAnswer as error:
+        dropped.add(error)
         return []
-    images = await client.list_all(f"api/v0/m/datasets/{dataset_id}/images/")
-    return [
-        Candidate(
-            image_id=image_id,
-            group_id=dataset_id,
-            group_name=_text(dataset.get("Name")),
-            image_name=_text(image.get("Name")),
+    candidates = []
+    for image in await client.list_all(f"api/v0/m/datasets/{dataset_id}/images/"):
+        try:
+            image_id = object_id(image, f"{_label(dataset, 'dataset')}: {_label(image, 'image')}")
+        except MalformedAnswer as error:
+            dropped.add(error)
+            continue
+        candidates.append(
+            Candidate(
+                image_id=image_id,
+                group_id=dataset_id,
+                group_name=optional_text(dataset.get("Name")),
+                image_name=optional_text(image.get("Name")),
+            )
         )
-        for image in images
-        if (image_id := _object_id(image)) is not None
-    ]
+    return candidates
 
 
 async def list_experiment(client: IDRClient, experiment: Experiment) -> ExperimentListing:
     container_id, name = await resolve_container(client, experiment)
     kind = experiment.kind
     info_task = asyncio.create_task(_study_info(client, kind, container_id))
+    dropped = _Dropped()
     try:
         if kind == "screen":
             groups = await client.list_all(f"api/v0/m/screens/{container_id}/plates/")
@@ -194,7 +266,7 @@ async def list_experiment(client: IDRClient, experiment: Experiment) -> Experime
         else:
             groups = await client.list_all(f"api/v0/m/projects/{container_id}/datasets/")
             lister = _dataset_candidates
-        per_group = await asyncio.gather(*(lister(client, group) for group in groups))
+        per_group = await asyncio.gather(*(lister(client, group, dropped) for group in groups))
     except PermanentHTTPError as error:
         info_task.cancel()
         raise ListingError(f"{experiment.omero_name}: listing failed: {error}") from None
@@ -204,7 +276,12 @@ async def list_experiment(client: IDRClient, experiment: Experiment) -> Experime
             f"{experiment.omero_name}: the server answered a malformed listing: {error}"
         ) from None
     candidates = tuple(c for group in per_group for c in group)
-    return ExperimentListing(container_id, name, await info_task, candidates)
+    listing = ExperimentListing(
+        container_id, name, await info_task, candidates, dropped.count, tuple(dropped.examples)
+    )
+    if dropped.count:
+        logger.warning("%s: %s", experiment.omero_name, listing.describe_dropped())
+    return listing
 
 
 async def cached_listing(
@@ -220,5 +297,7 @@ async def cached_listing(
         except (ValueError, KeyError, TypeError) as error:
             logger.warning("ignoring an unreadable listing cache %s: %s", cache, error)
     listing = await list_experiment(client, experiment)
-    atomic_write_text(cache, json.dumps(listing.to_json(), sort_keys=True, ensure_ascii=False))
+    atomic_write_text(
+        cache, json.dumps(listing.to_json(), sort_keys=True, ensure_ascii=False, allow_nan=False)
+    )
     return listing, False

@@ -75,6 +75,8 @@ def merge_stages(
         for sample in stage["samples"]:
             path = staging.sample_path(sample["image_id"])
             sources.append(SampleSource(sample["key"], sample["bytes"], functools.partial(read_tar, path)))
+    if not sources:  # stages from before empty stages were refused, or an empty list
+        raise MergeError(f"nothing to merge: the {len(stages)} staged experiment(s) hold no sample")
     metadata = {
         "experiments": [stage["experiment"] for stage in stages],
         "stages": {

@@ -11,7 +11,7 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, JpegImagePlugin, PngImagePlugin
 from skimage.transform import resize
 
 # ChAda-ViT trains on 224 x 224 crops of IDRCell100k (paper, Sec. 4.1).
@@ -22,8 +22,43 @@ IMAGE_SIZE = 224
 PNG_COMPRESS_LEVEL = 3
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8"
+
+
 class PixelError(ValueError):
     """Bytes that are not a complete greyscale-renderable image (e.g. a truncated JPEG)."""
+
+
+class OversizedImageError(PixelError):
+    """An image whose header declares more pixels than the stage expects (a decompression bomb)."""
+
+
+def open_image(data: bytes, max_width: int, max_height: int) -> Image.Image:
+    """`data` as a lazily opened PNG or JPEG whose declared size was checked; no pixel is decoded yet.
+
+    A 60,000 x 60,000 px header costs 3.6 GB once decoded, so the size is checked against what the
+    caller expects before `load()`. The format's own plugin reads the header: `Image.open` would
+    first run PIL's process-wide decompression-bomb check, which warns or raises on its own terms.
+    """
+    if data.startswith(PNG_SIGNATURE):
+        plugin: type[Image.Image] = PngImagePlugin.PngImageFile
+    elif data.startswith(JPEG_SIGNATURE):
+        plugin = JpegImagePlugin.JpegImageFile
+    else:  # PIL's own message would name a BytesIO object, not the data
+        raise PixelError(f"{len(data)} bytes that are no PNG or JPEG (they start {data[:8]!r})")
+    try:
+        image = plugin(io.BytesIO(data))  # type: ignore[call-arg]
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise PixelError(f"an unreadable {plugin.format} header ({error})") from None
+    width, height = image.size
+    if width > max_width or height > max_height:
+        image.close()
+        raise OversizedImageError(
+            f"the {image.format} header declares {width} x {height} px, more than the {max_width} x "
+            f"{max_height} px expected; refused before decoding"
+        )
+    return image
 
 
 def is_complete_jpeg(data: bytes) -> bool:
@@ -31,22 +66,25 @@ def is_complete_jpeg(data: bytes) -> bool:
     return len(data) > 4 and data[:2] == b"\xff\xd8" and data.rstrip(b"\x00")[-2:] == b"\xff\xd9"
 
 
-def decode_grey(data: bytes) -> np.ndarray:
-    """The image in `data` as a 2-D uint8 array (colour input is converted to luminance)."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
+def decode_grey(data: bytes, max_width: int, max_height: int) -> np.ndarray:
+    """The image in `data` as a 2-D uint8 array (colour input is converted to luminance).
+
+    Its header may declare at most `max_width x max_height` px (see `open_image`).
+    """
+    with open_image(data, max_width, max_height) as image:
+        try:
             image.load()
             grey = image.convert("L") if image.mode != "L" else image
             return np.asarray(grey, dtype=np.uint8).copy()
-    except (OSError, SyntaxError, ValueError) as error:
-        raise PixelError(f"undecodable image: {error}") from error
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            raise PixelError(f"undecodable {image.format}: {error}") from None
 
 
 def stitch(tiles: Sequence[tuple[int, int, bytes]], width: int, height: int) -> np.ndarray:
     """Place decoded tiles `(x, y, jpeg)` into one `height x width` plane."""
     plane = np.zeros((height, width), dtype=np.uint8)
     for x, y, data in tiles:
-        tile = decode_grey(data)
+        tile = decode_grey(data, width - x, height - y)  # a tile never reaches past the plane
         h = min(tile.shape[0], height - y)
         w = min(tile.shape[1], width - x)
         plane[y : y + h, x : x + w] = tile[:h, :w]
@@ -81,9 +119,14 @@ def encode_png(plane: np.ndarray) -> bytes:
 
 
 def render_channel(tiles: Sequence[tuple[int, int, bytes]], width: int, height: int) -> bytes:
-    """One channel's JPEG (or JPEG tiles) from IDR -> a 224 x 224 8-bit greyscale PNG."""
+    """One channel's JPEG (or JPEG tiles) from IDR -> a 224 x 224 8-bit greyscale PNG.
+
+    `width x height` is the plane's size from imgData: no JPEG may declare more (IDR renders the
+    plane or region asked for, and `max_side` already bounds planes).
+    """
     if len(tiles) == 1 and tiles[0][:2] == (0, 0):
-        plane = decode_grey(tiles[0][2])  # whole plane; trust the decoded size over the metadata
+        # Whole plane: a smaller decoded image is trusted over the metadata, a larger one refused.
+        plane = decode_grey(tiles[0][2], width, height)
     else:
         plane = stitch(tiles, width, height)
     if plane.size == 0:
@@ -91,14 +134,15 @@ def render_channel(tiles: Sequence[tuple[int, int, bytes]], width: int, height: 
     return encode_png(resize_to_square(plane))
 
 
-def png_size_and_mode(data: bytes) -> tuple[int, int, str]:
-    """Width, height and PIL mode of a PNG, for verification."""
-    try:
-        opened = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:  # its message would name a BytesIO object, not the data
-        raise PixelError(f"{len(data)} bytes that are no image (they start {data[:8]!r})") from None
-    with opened as image:
-        if image.format != "PNG":
-            raise PixelError(f"not a PNG but {image.format}")
-        image.load()
+def png_size_and_mode(data: bytes, max_side: int = IMAGE_SIZE) -> tuple[int, int, str]:
+    """Width, height and PIL mode of a PNG, for verification; decoded only if within `max_side`."""
+    if not data.startswith(PNG_SIGNATURE):
+        if data.startswith(JPEG_SIGNATURE):
+            raise PixelError("not a PNG but JPEG")
+        raise PixelError(f"{len(data)} bytes that are no image (they start {data[:8]!r})")
+    with open_image(data, max_side, max_side) as image:
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            raise PixelError(f"undecodable PNG: {error}") from None
         return image.width, image.height, image.mode

@@ -27,8 +27,12 @@ Member = tuple[str, bytes]
 
 
 def sample_json_bytes(meta: dict[str, Any]) -> bytes:
-    """Canonical JSON: sorted keys, no whitespace, UTF-8, so equal metadata gives equal bytes."""
-    return json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Canonical JSON: sorted keys, no whitespace, UTF-8, so equal metadata gives equal bytes.
+
+    Strict JSON: a NaN or infinity raises instead of writing `NaN`, which no JSON parser must accept.
+    """
+    text = json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.encode("utf-8")
 
 
 def sample_members(key: str, meta: dict[str, Any], pngs: list[bytes]) -> list[Member]:

@@ -14,6 +14,7 @@ keeps failing transiently keeps its slot; the stage then ends incomplete and a r
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -31,6 +32,7 @@ from idrcell.imgdata import (
     FORBIDDEN,
     HTTP_ERROR,
     NOT_FOUND,
+    OVERSIZED_PIXELS,
     UNDECODABLE_PIXELS,
     ImagePlan,
     channel_query,
@@ -42,12 +44,13 @@ from idrcell.imgdata import (
 from idrcell.journal import JournalEntry, StagingDir, stage_dir
 from idrcell.listing import ExperimentListing, cached_listing
 from idrcell.naming import sample_key
-from idrcell.render import PixelError, render_channel
+from idrcell.render import OversizedImageError, PixelError, render_channel
 from idrcell.sampling import Candidate, balanced_order
 from idrcell.shards import sample_members, tar_bytes
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+NULLED = "nulled"  # a failures.jsonl status: staged, with server values that are no number stored as null
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class _Staged:
     key: str
     n_channels: int
     nbytes: int
+    nulled: tuple[str, ...] = ()  # server values stored as null (imgdata.ImagePlan.nulled)
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,8 @@ class _ImageFetcher:
             reason = {403: FORBIDDEN, 404: NOT_FOUND}.get(error.status, HTTP_ERROR)
             return _Skipped(candidate, reason, str(error))
         except PixelError as error:
-            return _Skipped(candidate, UNDECODABLE_PIXELS, str(error))
+            reason = OVERSIZED_PIXELS if isinstance(error, OversizedImageError) else UNDECODABLE_PIXELS
+            return _Skipped(candidate, reason, f"image {candidate.image_id}: {error}")
         except TransientFailure as error:
             return _Failed(candidate, str(error))
         loop = asyncio.get_running_loop()
@@ -195,7 +200,7 @@ class _ImageFetcher:
         meta = sample_metadata(key, self.experiment, candidate, self.listing.study_info, plan)
         data = tar_bytes(sample_members(key, meta, pngs))
         atomic_write_bytes(self.staging.sample_path(candidate.image_id), data)
-        return _Staged(candidate, key, len(pngs), len(data))
+        return _Staged(candidate, key, len(pngs), len(data), plan.nulled)
 
     async def _channel_png(self, image_id: int, plan: ImagePlan, channel: Any) -> bytes:
         query = channel_query(channel, self.config.jpeg_quality)
@@ -210,7 +215,10 @@ class _ImageFetcher:
             )
         tiles = [(x, y, jpeg) for (x, y, _, _), jpeg in zip(regions, jpegs, strict=True)]
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.pool, render_channel, tiles, plan.width, plan.height)
+        try:
+            return await loop.run_in_executor(self.pool, render_channel, tiles, plan.width, plan.height)
+        except PixelError as error:  # name the channel: the caller names the image
+            raise type(error)(f"channel {channel.index}: {error}") from None
 
 
 def _stage_summary(
@@ -221,7 +229,8 @@ def _stage_summary(
     staging: StagingDir,
 ) -> dict[str, Any]:
     """stage.json: the selection in sampling order and its counts (deterministic: no clocks)."""
-    samples, skipped = [], Counter()
+    samples: list[dict[str, Any]] = []
+    skipped: Counter[str] = Counter()
     for candidate in order:
         entry = staging.entries.get(candidate.image_id)
         if entry is None:
@@ -244,6 +253,7 @@ def _stage_summary(
         "candidates": len(order),
         "selected": len(samples),
         "skipped": dict(sorted(skipped.items())),
+        "nulled_values": _nulled_images(staging, {s["image_id"] for s in samples}),
         "samples": samples,
     }
 
@@ -342,6 +352,9 @@ async def stage_experiment_async(
                     already_done=False,
                     **extra,
                 )
+            if not summary["selected"]:
+                _forget_stage(staging)
+                raise EmptyStageError(_why_empty(experiment, listing, summary, staging))
             staging.write_stage(summary)
             return _result_from_summary(summary, already_done=False, **extra)
     except BaseException:
@@ -394,6 +407,8 @@ async def _run_window(
                 outcome = task.result()
                 image_id = outcome.candidate.image_id
                 if isinstance(outcome, _Staged):
+                    if outcome.nulled:  # logged before the journal line, so a kill cannot lose it
+                        _log_nulled(staging, image_id, outcome.nulled)
                     staging.record(
                         JournalEntry(image_id, "staged", key=outcome.key, n_channels=outcome.n_channels)
                     )
@@ -418,6 +433,57 @@ async def _run_window(
             task.cancel()
     report(StageProgress(experiment.name, "done", target, staged, skipped, failed, len(order)))
     return failed
+
+
+class EmptyStageError(ValueError):
+    """An experiment that yields no sample: bad input for that experiment, never a success."""
+
+
+def _why_empty(
+    experiment: Experiment, listing: ExperimentListing, summary: dict[str, Any], staging: StagingDir
+) -> str:
+    if not summary["candidates"]:
+        dropped = listing.describe_dropped()
+        return (
+            f"{experiment.omero_name}: no usable image: the server lists no image under "
+            f"{experiment.kind} {listing.container_id}" + (f"; {dropped}" if dropped else "")
+        )
+    reasons = ", ".join(f"{reason} {count}" for reason, count in summary["skipped"].items())
+    return (
+        f"{experiment.omero_name}: none of its {summary['candidates']} images is usable "
+        f"(skipped: {reasons}); the reason of each is in {staging.failures_file}"
+    )
+
+
+def _forget_stage(staging: StagingDir) -> None:
+    """Drop what a stage that yielded nothing recorded, but its failures log: a corrected list row
+    then starts afresh instead of being refused as staged with other parameters."""
+    staging.close_journal()
+    for path in (staging.params_file, staging.listing_file, staging.journal_file):
+        path.unlink(missing_ok=True)
+
+
+def _log_nulled(staging: StagingDir, image_id: int, nulled: tuple[str, ...]) -> None:
+    detail = "; ".join(nulled)
+    logger.warning("image %d: stored as null: %s", image_id, detail)
+    staging.log_failure(
+        {"image_id": image_id, "status": NULLED, "reason": "non_finite_number", "detail": detail}
+    )
+
+
+def _nulled_images(staging: StagingDir, staged: set[int]) -> int:
+    """Staged images with values stored as null, from failures.jsonl (each counted once)."""
+    if not staging.failures_file.exists():
+        return 0
+    found = set()
+    for line in staging.failures_file.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line cut by a kill
+            continue
+        if isinstance(record, dict) and record.get("status") == NULLED:
+            found.add(record.get("image_id"))
+    return len(found & staged)
 
 
 def stage_experiment(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, JpegImagePlugin, PngImagePlugin
 
 SCHEMA = "idrcell-v1"
 # The contract fixes 224 x 224 channels (docs/format.md); other sizes are resized on decode.
@@ -160,18 +160,44 @@ def decode_sample(
         suffix = f"c{index:02d}.png"
         if suffix not in raw.members:
             raise SampleError(f"n_channels is {n_channels} but member {suffix} is missing")
-        planes.append(_decode_plane(raw.members[suffix], suffix, image_size))
+        planes.append(_decode_plane(raw.members[suffix], f"sample {raw.key!r}: {suffix}", image_size))
     return DecodedSample(raw.key, torch.from_numpy(np.stack(planes)), metadata)
 
 
-def _decode_plane(data: bytes, suffix: str, image_size: int) -> np.ndarray:
+def _open_plane(data: bytes, what: str, max_side: int) -> Image.Image:
+    """A channel PNG opened lazily, its declared size checked before any pixel is decoded.
+
+    The format's own plugin reads the header: `Image.open` would run PIL's decompression-bomb check
+    first, whose error names no sample and which a training run would treat as fatal.
+    """
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        plugin: type[Image.Image] = PngImagePlugin.PngImageFile
+    elif data.startswith(b"\xff\xd8"):
+        plugin = JpegImagePlugin.JpegImageFile
+    else:
+        raise SampleError(f"{what} is not a PNG ({len(data)} bytes starting {data[:8]!r})")
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        image = plugin(io.BytesIO(data))  # type: ignore[call-arg]
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise SampleError(f"{what} is not a readable PNG: {error}") from None
+    if max(image.size) > max_side:
+        image.close()
+        raise SampleError(
+            f"{what} declares {image.width} x {image.height} px, more than {max_side} x {max_side}; "
+            "refused before decoding (a decompression bomb?)"
+        )
+    return image
+
+
+def _decode_plane(data: bytes, what: str, image_size: int) -> np.ndarray:
+    # Shards hold 224 x 224 channels (docs/format.md); nothing larger is decoded.
+    with _open_plane(data, what, max(IMAGE_SIZE, image_size)) as image:
+        try:
             image.load()
             if image.mode != "L":
                 image = image.convert("L")
             if image.size != (image_size, image_size):
                 image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
             return np.asarray(image, dtype=np.uint8).copy()
-    except (OSError, ValueError, SyntaxError) as error:  # PIL raises all three on bad data
-        raise SampleError(f"{suffix} is not a readable PNG: {error}") from error
+        except (OSError, ValueError, SyntaxError, EOFError) as error:  # PIL raises these on bad data
+            raise SampleError(f"{what} is not a readable PNG: {error}") from error
