@@ -75,7 +75,7 @@ def test_sinkhorn_knopp_teacher_uses_every_prototype_equally() -> None:
     assert float(loss_fn.center.abs().sum()) == 0.0  # no EMA center kept: it is not used
     with pytest.raises(ValueError, match="centering must be one of"):
         DINOLoss(out_dim=8, centering="batchnorm")
-    from chadavit.train.config import DinoConfig
+    from chadavit.ssl.dino import DinoConfig
 
     with pytest.raises(ValueError, match=r"dino\.centering must be one of"):
         DinoConfig(centering="mean")

@@ -30,8 +30,9 @@ def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def test_a_step_in_the_first_epoch_keeps_the_prototypes_and_moves_the_rest(trainer_and_batch: tuple) -> None:
     trainer, batch = trainer_and_batch
-    student_before, teacher_before = snapshot(trainer.student), snapshot(trainer.teacher)
-    trainer.student.train()
+    dino = trainer.objective
+    student_before, teacher_before = snapshot(dino.student), snapshot(dino.teacher)
+    dino.student.train()
     trainer.step = 1  # inside the LR warm-up: lr must be the schedule's value at step 1
     loss = trainer.train_step(batch.global_batches(), batch.local_batches())
     assert torch.isfinite(loss)
@@ -41,20 +42,21 @@ def test_a_step_in_the_first_epoch_keeps_the_prototypes_and_moves_the_rest(train
     assert decay["weight_decay"] == pytest.approx(float(trainer.schedules.weight_decay[1]))
     assert no_decay["weight_decay"] == 0.0
     assert all(p.ndim > 1 for p in decay["params"])
-    student_after = snapshot(trainer.student)
+    student_after = snapshot(dino.student)
     unchanged = {n for n in student_before if torch.equal(student_after[n], student_before[n])}
     # The prototypes are frozen in epoch 1 and their norms always (norm_last_layer); all else learns.
     assert unchanged == {"head.last_layer_direction", "head.last_layer_magnitude"}
-    momentum = float(trainer.schedules.momentum[1])
+    momentum = float(dino.momentum[1])
     for name, before in teacher_before.items():
         expected = momentum * before + (1 - momentum) * student_after[name]
-        assert torch.allclose(dict(trainer.teacher.named_parameters())[name], expected, atol=1e-6), name
+        assert torch.allclose(dict(dino.teacher.named_parameters())[name], expected, atol=1e-6), name
 
 
 def test_after_the_first_epoch_the_prototypes_learn(trainer_and_batch: tuple) -> None:
     trainer, batch = trainer_and_batch
-    before = trainer.student.head.last_layer_direction.detach().clone()
-    trainer.student.train()
+    student = trainer.objective.student
+    before = student.head.last_layer_direction.detach().clone()
+    student.train()
     trainer.step = trainer.steps_per_epoch  # first step of epoch 2
     trainer.train_step(batch.global_batches(), batch.local_batches())
-    assert not torch.equal(trainer.student.head.last_layer_direction, before)
+    assert not torch.equal(student.head.last_layer_direction, before)

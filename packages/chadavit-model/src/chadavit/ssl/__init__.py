@@ -1,4 +1,8 @@
-"""DINO self-distillation: projection head, loss with centering, EMA teacher, schedules."""
+"""Training objectives: DINO self-distillation (head, loss with centering, EMA teacher, schedules).
+
+`objective` states what the training loop asks of an objective, `dino` implements it for DINO,
+`methods` names the objectives `chadavit-train` can run.
+"""
 
 from chadavit.ssl.dino_head import DINOHead
 from chadavit.ssl.dino_loss import DINOLoss

@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from chadavit.atomic import atomic_write
 from chadavit.models import create_model
 from chadavit.models.base import PackedViT
+
+if TYPE_CHECKING:
+    from chadavit.train.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +125,26 @@ def resolve_resume(resume: str | None, out_dir: str | Path) -> tuple[dict[str, A
     return read_checkpoint(path), path
 
 
+def check_resumable(state: dict[str, Any], path: Path, config: TrainConfig, steps_per_epoch: int) -> None:
+    """Refuse a checkpoint of another model or another epoch length (data, batch size, ranks)."""
+    if state["model"] != config.model or dict(state["model_overrides"]) != dict(config.model_overrides):
+        raise CheckpointError(
+            f"checkpoint {path} holds {state['model']} {dict(state['model_overrides'])}, "
+            f"not {config.model} {dict(config.model_overrides)}"
+        )
+    if int(state["steps_per_epoch"]) != steps_per_epoch:
+        raise CheckpointError(
+            f"checkpoint {path} was written with {state['steps_per_epoch']} steps per epoch, "
+            f"this run has {steps_per_epoch}; resume with the same data, batch size and ranks"
+        )
+    saved = state["config"] if isinstance(state["config"], dict) else {}
+    saved_objective = saved.get("objective", "dino")  # checkpoints from before objectives: DINO
+    if saved_objective != config.objective:
+        raise CheckpointError(
+            f"checkpoint {path} was trained with objective {saved_objective}, not {config.objective}"
+        )
+
+
 def rng_state() -> dict[str, Any]:
     """The generators a training step draws from, as tensors (loadable with weights_only=True)."""
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
@@ -151,6 +174,11 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, network: str 
     """Write the teacher (or student) backbone of a checkpoint as a `save_pretrained` model dir."""
     if network not in ("teacher", "student"):
         raise ValueError(f"network must be teacher or student, got {network!r}")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ValueError(f"{out_dir} exists and is not a folder; --out names the model folder to write")
+    if not Path(checkpoint).is_file():
+        what = "does not exist" if not Path(checkpoint).exists() else "is not a file"
+        raise CheckpointError(f"checkpoint {checkpoint} {what}")
     state = read_checkpoint(Path(checkpoint))
     model = backbone_from_state(state["model"], dict(state["model_overrides"]), state[network])
     return model.save_pretrained(out_dir)

@@ -1,13 +1,14 @@
 """Training configuration: frozen dataclasses with the paper's defaults, YAML in and out, dotted overrides.
 
 Precedence is defaults < `--config file.yaml` < command-line flags. The YAML mirrors the dataclasses:
-top-level fields plus the sections `data`, `augment`, `dino` and `optim`.
+top-level fields plus the sections `data`, `augment`, `dino` and `optim`. Every value is checked
+for type (from the field's annotation) and range (`RULES` below) by `chadavit.train.validation`
+before a section is built, and a `TrainConfig` checks all of its values when it is made.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,33 +19,22 @@ import yaml
 
 from chadavit.data.augment import AugmentConfig
 from chadavit.data.loader import DataConfig
+from chadavit.models import list_models, model_config
+from chadavit.ssl.dino import DinoConfig
 from chadavit.ssl.dino_loss import CENTERINGS
+from chadavit.ssl.methods import OBJECTIVES
+from chadavit.train.validation import (
+    NO_RULE,
+    ConfigError,
+    Rule,
+    above,
+    at_least,
+    convert,
+    fraction,
+    one_of,
+)
 
-
-@dataclass(frozen=True)
-class DinoConfig:
-    """DINO (Caron et al. 2021) head, loss and teacher; defaults are DINO's ViT settings."""
-
-    out_dim: int = 65536  # prototypes
-    hidden_dim: int = 2048
-    bottleneck_dim: int = 256
-    head_layers: int = 3
-    norm_last_layer: bool = True
-    student_temp: float = 0.1
-    teacher_temp: float = 0.07
-    warmup_teacher_temp: float = 0.04
-    warmup_teacher_temp_epochs: float = 30
-    center_momentum: float = 0.9
-    # "ema": DINO's center (the paper's); "sinkhorn_knopp": DINOv2's, against cluster collapse on
-    # small, homogeneous data (see chadavit.ssl.dino_loss).
-    centering: str = "ema"
-    momentum_teacher: float = 0.996  # cosine to momentum_teacher_end over training
-    momentum_teacher_end: float = 1.0
-    freeze_last_layer_epochs: int = 1
-
-    def __post_init__(self) -> None:
-        if self.centering not in CENTERINGS:
-            raise ValueError(f"dino.centering must be one of {list(CENTERINGS)}, got {self.centering!r}")
+__all__ = ["ConfigError", "DinoConfig", "OptimConfig", "TrainConfig", "config_from_dict", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +46,9 @@ class OptimConfig:
     warmup_epochs: float = 10
     weight_decay: float = 0.04  # cosine to weight_decay_end
     weight_decay_end: float = 0.4
-    clip_grad: float = 3.0  # max global gradient norm; 0 disables clipping
+    # DINO's clipping: each parameter's gradient norm is clipped to this on its own (not the global
+    # norm of all gradients); 0 disables clipping. See chadavit.ssl.dino.clip_per_parameter.
+    clip_grad: float = 3.0
     betas: tuple[float, float] = (0.9, 0.999)
 
 
@@ -68,6 +60,7 @@ class TrainConfig:
     out_dir: str = ""
     model: str = "chadavit_moyen"
     model_overrides: Mapping[str, Any] = field(default_factory=dict)  # e.g. embed_dim, depth, num_heads
+    objective: str = "dino"  # what is trained: chadavit.ssl.methods.OBJECTIVES
     epochs: int = 400
     seed: int = 0
     save_every: int = 1000  # steps between checkpoints (one is also written at every epoch end)
@@ -87,16 +80,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.save_every < 1:
-            raise ValueError(f"save_every must be >= 1, got {self.save_every}")
-        if self.nproc < 1:
-            raise ValueError(f"nproc must be >= 1, got {self.nproc}")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
-        if self.log_every < 1:
-            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
+        check_config(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-able values (tuples become lists)."""
@@ -126,38 +110,118 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# The range or choices of every config value, by dotted key. Upper limits only where a larger value
+# would allocate or spawn before anything could fail (a head of 10^9 prototypes, 10^6 processes).
+# tests/chadavit/test_train_config.py checks that every number and choice here has an entry.
+RULES: dict[str, Rule] = {
+    "model": one_of(*list_models()),
+    "objective": one_of(*OBJECTIVES),
+    "epochs": at_least(1, 100_000),
+    "seed": at_least(0, 2**63 - 1),
+    "save_every": at_least(1),
+    "nproc": at_least(1, 1024),
+    "device": one_of("auto", "cpu", "cuda"),
+    "precision": one_of("auto", "fp32", "bf16", "fp16"),
+    "threads": at_least(1, 4096),
+    "dist_timeout_s": above(0, 30 * 24 * 3600),
+    "log_every": at_least(1),
+    "sync_check_every": at_least(0),
+    "data.batch_size": at_least(1),  # and at most the samples of a rank: checked against the data
+    "data.num_workers": at_least(0, 1024),
+    "data.shuffle_buffer": at_least(1),
+    "data.samples_per_rank": at_least(1),
+    "data.steps_per_epoch": at_least(1),
+    "data.augment_on": one_of("auto", "loader", "device"),
+    "data.max_pending_batches": at_least(1),
+    "data.image_size": at_least(1, 8192),
+    "augment.global_crop_size": at_least(1, 8192),
+    "augment.local_crop_size": at_least(1, 8192),
+    "augment.n_local_crops": at_least(0, 64),
+    "augment.global_crop_scale": above(0, 1),  # fractions of the image's area
+    "augment.local_crop_scale": above(0, 1),
+    "augment.crop_ratio": above(0),
+    "augment.hflip_p": fraction(),
+    "augment.vflip_p": fraction(),
+    "augment.intensity_p": fraction(),
+    "augment.intensity_scale": above(0),
+    "augment.intensity_shift": at_least(-1, 1),  # intensities are in [0, 1]
+    "augment.blur_p_global": fraction(),
+    "augment.blur_p_local": fraction(),
+    "augment.blur_sigma": above(0),
+    "augment.channel_drop_p": fraction(),
+    "dino.out_dim": at_least(1, 2**20),
+    "dino.hidden_dim": at_least(1, 65536),
+    "dino.bottleneck_dim": at_least(1, 65536),
+    "dino.head_layers": at_least(1, 64),
+    "dino.student_temp": above(0),
+    "dino.teacher_temp": above(0),
+    "dino.warmup_teacher_temp": above(0),
+    "dino.warmup_teacher_temp_epochs": at_least(0, 10_000),
+    "dino.center_momentum": fraction(),
+    "dino.centering": one_of(*CENTERINGS),
+    "dino.momentum_teacher": fraction(),
+    "dino.momentum_teacher_end": fraction(),
+    "dino.freeze_last_layer_epochs": at_least(0),
+    "optim.base_lr": above(0),
+    "optim.min_lr": at_least(0),
+    "optim.warmup_epochs": at_least(0),
+    "optim.weight_decay": at_least(0),
+    "optim.weight_decay_end": at_least(0),
+    "optim.clip_grad": at_least(0),
+    "optim.betas": fraction(high_open=True),
+}
+
+
+def _key(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
 def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    """A `cls` from plain values; each is converted and checked before the dataclass is made."""
     if not isinstance(values, Mapping):
-        raise ValueError(f"config section {where or 'top level'} must be a mapping, got {values!r}")
+        raise ConfigError(f"config section {where or 'top level'} must be a mapping, got {values!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    unknown = sorted(str(k) for k in set(values) - names)
     if unknown:
-        prefix = f"{where}." if where else ""
-        raise ValueError(f"unknown config key(s) {[prefix + k for k in unknown]}")
+        raise ConfigError(f"unknown config key(s) {[_key(where, k) for k in unknown]}")
     kwargs = {}
     for name, value in values.items():
-        hint = hints[name]
+        hint, key = hints[name], _key(where, name)
         if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, f"{where}.{name}" if where else name)
-        elif typing.get_origin(hint) is tuple and isinstance(value, list):
-            kwargs[name] = tuple(value)
-        elif _is_float(hint) and isinstance(value, int) and not isinstance(value, bool):
-            kwargs[name] = float(value)
+            kwargs[name] = _build(hint, value, key)
         else:
-            kwargs[name] = value
+            kwargs[name] = convert(key, hint, value, RULES.get(key, NO_RULE))
     try:
         return cls(**kwargs)
-    except TypeError as error:
-        raise ValueError(f"invalid config for {where or 'top level'}: {error}") from error
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:  # a section's own cross-field check (low <= high)
+        message = str(error)
+        if not message.startswith(f"{where}."):
+            message = f"invalid config for {where or 'top level'}: {message}"
+        raise ConfigError(message) from error
 
 
-def _is_float(hint: Any) -> bool:
-    if hint is float:
-        return True
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return float in typing.get_args(hint)
-    return False
+def _check_fields(instance: Any, where: str) -> None:
+    hints = typing.get_type_hints(type(instance))
+    for spec in dataclasses.fields(instance):
+        value, key = getattr(instance, spec.name), _key(where, spec.name)
+        if dataclasses.is_dataclass(hints[spec.name]):
+            if not isinstance(value, hints[spec.name]):
+                raise ConfigError(f"{key} must be a {hints[spec.name].__name__}, got {type(value).__name__}")
+            _check_fields(value, key)
+        else:
+            convert(key, hints[spec.name], value, RULES.get(key, NO_RULE))
+
+
+def check_config(config: TrainConfig) -> None:
+    """Every value of `config` of its annotated type and in range, and the model buildable."""
+    _check_fields(config, "")
+    try:
+        model_config(config.model, **dict(config.model_overrides))
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"model_overrides: {error}") from error
 
 
 def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
@@ -169,15 +233,31 @@ def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
 def load_config(path: str | Path) -> TrainConfig:
     """Read a YAML file (any subset of the fields) over the defaults."""
     file = Path(path)
+    if not file.exists():
+        raise ConfigError(f"config file {file} does not exist")
     if not file.is_file():
-        raise ValueError(f"config file {file} does not exist")
+        raise ConfigError(f"config file {file} is not a file")
     try:
-        values = yaml.safe_load(file.read_text()) or {}
+        values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {file} is not UTF-8 text") from error
     except yaml.YAMLError as error:
-        raise ValueError(f"config file {file} is not valid YAML: {error}") from error
+        raise ConfigError(f"config file {file} is not valid YAML: {yaml_problem(error)}") from error
+    except OSError as error:
+        raise ConfigError(f"config file {file} cannot be read: {error.strerror}") from error
     if not isinstance(values, Mapping):
-        raise ValueError(f"config file {file} must hold a mapping of config keys")
-    return config_from_dict(values)
+        raise ConfigError(f"config file {file} must hold a mapping of config keys")
+    try:
+        return config_from_dict(values)
+    except ConfigError as error:
+        raise ConfigError(f"config file {file}: {error}") from error
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error on one line (PyYAML's own message spans lines and draws a caret)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or type(error).__name__
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def dump_config(config: TrainConfig) -> str:

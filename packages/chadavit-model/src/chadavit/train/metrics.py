@@ -1,13 +1,16 @@
 """Metrics of a run: one JSON line per logged step in `RUN/metrics.jsonl` and TensorBoard events.
 
 On resume, lines and events after the checkpoint's step are dropped (they belong to steps that
-will be run again), so each step appears once in the final logs.
+will be run again), so each step appears once in the final logs. Lines are strict JSON: a value
+that is not a finite number is an error, never a bare `NaN` in the file.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +32,32 @@ class StepMetrics:
     loss: float
     lr: float
     weight_decay: float
-    teacher_momentum: float
-    teacher_temp: float
+    objective: Mapping[str, float]  # the objective's own values (DINO: teacher_momentum, teacher_temp)
     images_per_s: float
     skipped_samples: int
     weights_in_sync: bool | None = None  # set on the steps where ranks were compared
+
+    def record(self) -> dict[str, Any]:
+        """The metrics.jsonl line: one flat mapping, the objective's values after weight_decay."""
+        record: dict[str, Any] = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "loss": self.loss,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            **self.objective,
+            "images_per_s": self.images_per_s,
+            "skipped_samples": self.skipped_samples,
+        }
+        if self.weights_in_sync is not None:
+            record["weights_in_sync"] = self.weights_in_sync
+        return record
+
+
+SCALARS = ("loss", "lr", "weight_decay", "images_per_s")  # TensorBoard: these and the objective's
 
 
 def read_metrics(out_dir: str | Path) -> list[dict[str, Any]]:
@@ -68,11 +92,16 @@ class MetricsWriter:
         atomic_write_text(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, metrics: StepMetrics) -> None:
-        record = {k: v for k, v in asdict(metrics).items() if v is not None}
-        self._file.write(json.dumps(record) + "\n")
+        record = metrics.record()
+        try:
+            line = json.dumps(record, allow_nan=False)
+        except ValueError as error:
+            bad = sorted(k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v))
+            raise ValueError(f"step {metrics.step}: metrics {bad} are not finite numbers") from error
+        self._file.write(line + "\n")
         self._file.flush()
         if self._tensorboard is not None:
-            for name in ("loss", "lr", "weight_decay", "teacher_momentum", "teacher_temp", "images_per_s"):
+            for name in (*SCALARS, *metrics.objective):
                 self._tensorboard.add_scalar(f"train/{name}", record[name], metrics.step)
 
     def close(self) -> None:
