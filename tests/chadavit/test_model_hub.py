@@ -269,3 +269,60 @@ def test_unreadable_or_foreign_files_fail_clearly(tmp_path) -> None:
         load_released_checkpoint(foreign, weights="ema")
     with pytest.raises(FileNotFoundError):
         load_released_checkpoint(tmp_path / "absent.ckpt")
+
+
+# ----- broken model directories: one error naming the file ----------------------------------------
+
+
+BROKEN_FILES = {
+    "empty weights": ("model.safetensors", b""),
+    "garbage weights": ("model.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}" + bytes(64)),
+    "truncated weights": ("model.safetensors", None),  # the real file cut in half
+    "garbage config": ("config.json", b"\x89PNG\r\n\x1a\n not json"),
+    "config that is a list": ("config.json", b"[1, 2]"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_FILES), ids=list(BROKEN_FILES))
+def test_a_broken_model_file_is_one_error_naming_it(case, tmp_path, tiny_model) -> None:
+    directory = tiny_model("chadavit_petit").save_pretrained(tmp_path / "model")
+    name, content = BROKEN_FILES[case]
+    target = directory / name
+    target.write_bytes(target.read_bytes()[: target.stat().st_size // 2] if content is None else content)
+    with pytest.raises(ModelFileError) as error:
+        from_pretrained(directory)
+    assert str(target) in str(error.value) and "\n" not in str(error.value)
+
+
+WRONG_TYPES = {
+    "img_size": "224",
+    "depth": True,
+    "embed_dim": 32.5,
+    "mlp_ratio": "4",
+    "drop_path_rate": None,
+    "norm_eps": float("nan"),
+    "name": 7,
+}
+
+
+@pytest.mark.parametrize("key", list(WRONG_TYPES))
+def test_a_config_value_of_the_wrong_type_is_named(key, tmp_path, tiny_model) -> None:
+    directory = tiny_model("chadavit_petit").save_pretrained(tmp_path)
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps({**config, key: WRONG_TYPES[key]}))
+    with pytest.raises(ModelFileError, match=rf"config\.json: invalid configuration .*{key} must be"):
+        from_pretrained(directory)
+
+
+def test_empty_or_truncated_released_checkpoints_name_the_file(tmp_path, tiny_model) -> None:
+    empty = tmp_path / "empty.ckpt"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelFileError, match=r"empty\.ckpt: the file is empty"):
+        load_released_checkpoint(empty)
+    student = tiny_model("chadavit_moyen_v1")
+    whole = tmp_path / "whole.ckpt"
+    _write_ckpt(whole, _released_state(student, student), {})
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(ModelFileError, match=r"cannot read checkpoint .*cut\.ckpt"):
+        load_released_checkpoint(cut)

@@ -3,6 +3,7 @@ that would listen beyond this machine."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import threading
@@ -21,6 +22,14 @@ from chadavit_bench.embed import EmbedSetting, channel_targets, extract_embeddin
 from chadavit_bench.models import load_model, parse_model_spec
 from chadavit_bench.testing import TINY_CHADAVIT
 from idrcell.emulator import EmulatorServer
+
+# The raw-opcode payloads of the model tests (a GLOBAL then BUILD on it), loaded rather than copied.
+_spec = importlib.util.spec_from_file_location(
+    "chadavit_hub_tests", Path(__file__).resolve().parents[1] / "chadavit" / "test_model_hub.py"
+)
+assert _spec is not None and _spec.loader is not None
+hub_tests = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(hub_tests)
 
 
 class Exploit:
@@ -114,6 +123,63 @@ def test_a_released_checkpoint_with_a_payload_is_refused_without_running_it(tmp_
     message = rel.one_line_error(result)
     assert result.returncode == 2 and str(checkpoint) in message, message
     assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_checkpoint_that_would_rewrite_torch_leaves_the_next_model_intact(tmp_path: Path, rel) -> None:
+    # The issue's case: evil.ckpt set torch._utils._rebuild_tensor_v2.__defaults__ while being refused,
+    # and every later weights-only load in the process returned negated tensors.
+    torch.manual_seed(0)
+    student = chadavit.create_model(
+        "chadavit_moyen_v1", embed_dim=32, depth=2, num_heads=2, img_size=64, ffn_dim=64
+    )
+    state = {f"backbone.{name}": tensor for name, tensor in student.state_dict().items()}
+    good, evil = tmp_path / "good.ckpt", tmp_path / "evil.ckpt"
+    torch.save({"state_dict": state}, good)
+    payload = hub_tests.PAYLOADS["a function's __defaults__"]
+    torch.save(
+        {"state_dict": state | {"backbone.cls_token": payload}}, evil, pickle_module=hub_tests._RAW_PICKLE
+    )
+
+    with pytest.raises(ValueError, match=r"evil\.ckpt: refused"):
+        load_model(parse_model_spec(str(evil)))  # what chadavit-bench does for each --model, in order
+    loaded = load_model(parse_model_spec(str(good)))
+    for name, tensor in student.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], tensor), name
+
+    data = tmp_path / "data"
+    write_synthetic(data, ["cyclops"], SyntheticConfig(image_size=16))
+    args = [
+        "run",
+        "knn",
+        "-m",
+        evil,
+        "-m",
+        good,
+        "--data-root",
+        data,
+        "-o",
+        tmp_path / "out",
+        "-d",
+        "cyclops",
+    ]
+    result = subprocess.run(rel.command("chadavit-bench", *args, "--quick"), capture_output=True, text=True)
+    message = rel.one_line_error(result)
+    assert result.returncode == 2 and str(evil) in message and "weights_only" not in message, message
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("broken", ["model.safetensors", "config.json"])
+def test_a_model_directory_with_a_broken_file_is_one_line_naming_it(tmp_path: Path, rel, broken) -> None:
+    torch.manual_seed(0)
+    model = chadavit.create_model("chadavit_petit", embed_dim=32, depth=1, num_heads=2, img_size=16)
+    directory = model.save_pretrained(tmp_path / "model")
+    (directory / broken).write_bytes(b"")
+    data = tmp_path / "data"
+    write_synthetic(data, ["cyclops"], SyntheticConfig(image_size=16))
+    args = ["run", "knn", "-m", directory, "--data-root", data, "-o", tmp_path / "out", "-d", "cyclops"]
+    result = subprocess.run(rel.command("chadavit-bench", *args, "--quick"), capture_output=True, text=True)
+    message = rel.one_line_error(result)
+    assert result.returncode == 2 and str(directory / broken) in message, message
 
 
 def test_bench_caches_never_unpickle(tmp_path: Path) -> None:
