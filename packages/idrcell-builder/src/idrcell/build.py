@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from idrcell.dataset import ShardLimits
+from idrcell.dataset import ShardLimits, check_output_dir
 from idrcell.executors import make_jobs, run_local
 from idrcell.experiments import Experiment
 from idrcell.merge import MergeResult, merge_stages
@@ -44,6 +44,7 @@ def build(
 ) -> BuildResult:
     """Stage every experiment (skipping finished ones), then merge if all of them finished."""
     out = Path(out)
+    check_output_dir(out)  # before any job: a stage job would otherwise fail as if transiently
     jobs = make_jobs(experiments, experiments_path, out, config, processes)
     results = run_local(jobs, processes, progress)
     return merge_when_staged(results, experiments, out, config, limits, merge_progress)

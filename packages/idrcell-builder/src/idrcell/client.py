@@ -5,7 +5,9 @@ by the warm-up call), one semaphore (the global concurrency cap) and the retry p
 - 5xx, timeouts, connection errors, cut bodies: retry with exponential backoff and jitter;
 - HTTP 200 `{"ConcurrencyException": {"backOff": ms}}`: wait `backOff`, retry;
 - 429: wait `Retry-After`, retry;
-- 400/403/404: `PermanentHTTPError`, never retried (the caller skips the image and records why).
+- 400/403/404: `PermanentHTTPError`, never retried (the caller skips the image and records why);
+- a body longer than `max_response_bytes`: `ResponseTooLarge`, never retried (read in chunks and
+  abandoned at the cap, so a hostile or broken answer costs at most the cap in memory).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class ClientConfig:
     page_size: int = 1000  # asked for; the server may cap it (meta.limit says what it gave)
     seed: int = 0  # seeds the backoff jitter
     user_agent: str = USER_AGENT
+    # The largest body read from one answer. IDR's largest are JSON listings of 1,000 wells (a few
+    # MB) and render JPEGs of planes up to 3,000 x 3,000 px (~9 MB at q=1.0, the worst case).
+    max_response_bytes: int = 64 * 2**20
 
 
 class IDRError(Exception):
@@ -74,6 +79,17 @@ class TransientFailure(IDRError):
 
 class ProtocolError(IDRError):
     """An answer whose shape breaks the API contract (e.g. a listing without `meta`)."""
+
+
+class ResponseTooLarge(ProtocolError):
+    """An answer longer than `ClientConfig.max_response_bytes`; retrying would read it again."""
+
+    def __init__(self, url: str, size: int, limit: int, declared: bool) -> None:
+        self.url = url
+        how = f"declares {size} bytes" if declared else f"goes on past {size} bytes"
+        super().__init__(
+            f"the answer of {url} {how}, above the cap of {limit} bytes (ClientConfig.max_response_bytes)"
+        )
 
 
 @dataclass
@@ -129,6 +145,8 @@ class IDRClient:
     def __init__(self, config: ClientConfig = ClientConfig()) -> None:
         if config.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {config.concurrency}")
+        if config.max_response_bytes < 1:
+            raise ValueError(f"max_response_bytes must be at least 1, got {config.max_response_bytes}")
         self.config = config
         self.stats = ClientStats()
         self._base = URL(config.base_url.rstrip("/") + "/")
@@ -228,7 +246,7 @@ class IDRClient:
             try:
                 async with self._session.get(url, allow_redirects=True) as response:
                     status, headers = response.status, response.headers
-                    body = await response.read()
+                    body = await self._read_capped(response, str(url))
             except TimeoutError:
                 raise _Retry("timeout") from None
             except aiohttp.ClientPayloadError as error:
@@ -255,8 +273,23 @@ class IDRClient:
             return body
         try:
             return json.loads(body)
-        except ValueError:
-            raise _Retry("truncated: invalid JSON") from None
+        except (ValueError, RecursionError) as error:  # RecursionError: nesting deeper than Python's stack
+            raise _Retry(f"invalid_json: {str(error)[:120]}") from None
+
+    async def _read_capped(self, response: aiohttp.ClientResponse, url: str) -> bytes:
+        """The body, read in chunks and abandoned (connection closed) once past the cap."""
+        limit = self.config.max_response_bytes
+        declared = response.content_length
+        if declared is not None and declared > limit:
+            raise ResponseTooLarge(url, declared, limit, declared=True)
+        chunks, size = [], 0
+        async for chunk in response.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > limit:
+                self.stats.bytes += size
+                raise ResponseTooLarge(url, limit, limit, declared=False)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     @staticmethod
     def _concurrency_backoff(body: bytes) -> float | None:

@@ -61,6 +61,20 @@ class UnusableSample(ValueError):
     """Raised by `SampleSource.read` for a sample to leave out; the message is the reason."""
 
 
+class OutputDirError(ValueError):
+    """OUT exists but is not a directory: nothing can be written, and rerunning will not help."""
+
+
+def check_output_dir(out: Path | str) -> None:
+    """Refuse an OUT that is a file (or under one) before anything starts."""
+    for path in (Path(out), *Path(out).parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "is a file" if path == Path(out) else f"is under {path}, which is a file"
+                raise OutputDirError(f"the output folder {out} {where}; give a directory for --out")
+            return
+
+
 class EmptyDatasetError(ValueError):
     """Nothing to write: a dataset without a sample is an error, never a success."""
 

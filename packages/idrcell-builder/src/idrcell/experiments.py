@@ -20,6 +20,10 @@ from idrcell.naming import experiment_name
 DEFAULT_N_IMAGES = 1300
 COLUMNS = ("study", "container", "id", "n_images", "channels", "z", "t")
 REQUIRED_COLUMNS = ("study", "container")
+# Optional columns written only when some row uses them, so older lists and outputs keep their bytes.
+# `zarr`: where the experiment's OME-Zarr copies are, for studies whose naming breaks the usual
+# rules (docs/builder.md; placeholders as in data/zarr_layouts.csv).
+EXTRA_COLUMNS = ("zarr",)
 
 ContainerKind = Literal["screen", "project"]
 
@@ -45,6 +49,7 @@ class Experiment:
     channels: tuple[int, ...] | None = None  # 1-based source channel indices to keep, in this order
     z: int | None = None  # None: the image's default plane (rdefs defaultZ)
     t: int | None = None
+    zarr: str | None = None  # a store template, relative to --zarr-base-url or an absolute URL
 
     @property
     def kind(self) -> ContainerKind:
@@ -64,6 +69,8 @@ class Experiment:
         values = asdict(self)
         row = {column: "" if values[column] is None else str(values[column]) for column in COLUMNS}
         row["channels"] = ";".join(str(c) for c in self.channels) if self.channels else ""
+        if self.zarr:
+            row["zarr"] = self.zarr
         return row
 
 
@@ -127,10 +134,9 @@ def parse_experiments(text: str, source: str = "<experiment list>") -> list[Expe
                 if column not in header:
                     problems.append(f"line {line}: missing column {column!r} in the header")
             for column in header:
-                if column not in COLUMNS:
-                    problems.append(
-                        f"line {line}: unknown column {column!r} (expected some of {', '.join(COLUMNS)})"
-                    )
+                if column not in COLUMNS + EXTRA_COLUMNS:
+                    expected = ", ".join(COLUMNS + EXTRA_COLUMNS)
+                    problems.append(f"line {line}: unknown column {column!r} (expected some of {expected})")
             duplicates = sorted({c for c in header if header.count(c) > 1})
             for column in duplicates:
                 problems.append(f"line {line}: column {column!r} appears more than once in the header")
@@ -180,6 +186,8 @@ def _parse_row(cells: dict[str, str], line: int, problems: list[str]) -> Experim
             fields[column] = _parse_int(cells[column], column, line, minimum, problems)
     if cells.get("channels"):
         fields["channels"] = _parse_channels(cells["channels"], line, problems)
+    if cells.get("zarr"):
+        fields["zarr"] = cells["zarr"]
     if len(problems) > before:
         return None
     return Experiment(study=study, container=container, **fields)  # type: ignore[arg-type]
@@ -191,6 +199,10 @@ def load_experiments(path: Path | str) -> list[Experiment]:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ExperimentListError(str(path), ["the file does not exist"]) from None
+    except IsADirectoryError:
+        raise ExperimentListError(str(path), ["it is a directory, not a CSV file"]) from None
+    except OSError as error:  # unreadable: permissions, a broken link, ...
+        raise ExperimentListError(str(path), [f"the file cannot be read ({error.strerror})"]) from None
     except UnicodeDecodeError:
         raise ExperimentListError(str(path), ["the file is not UTF-8 text"]) from None
     return parse_experiments(text, source=str(path))
@@ -205,7 +217,8 @@ def find_experiment(experiments: list[Experiment], study: str, container: str) -
 
 def experiments_to_csv(experiments: list[Experiment]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    extra = tuple(c for c in EXTRA_COLUMNS if any(c in e.to_row() for e in experiments))
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS + extra, restval="", lineterminator="\n")
     writer.writeheader()
     for experiment in experiments:
         writer.writerow(experiment.to_row())

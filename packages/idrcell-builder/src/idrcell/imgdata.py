@@ -24,6 +24,7 @@ MISSING_CHANNEL = "missing_channel"  # the list asks for a channel the image doe
 PLANE_OUT_OF_RANGE = "plane_out_of_range"
 TOO_LARGE = "too_large"
 UNDECODABLE_PIXELS = "undecodable_pixels"
+RESPONSE_TOO_LARGE = "response_too_large"  # an answer past ClientConfig.max_response_bytes
 OVERSIZED_PIXELS = "oversized_pixels"  # a JPEG declaring more pixels than the plane (a decompression bomb)
 
 

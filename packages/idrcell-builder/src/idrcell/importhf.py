@@ -23,21 +23,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from idrcell.answers import MAX_OBJECT_ID
 from idrcell.dataset import (
     DatasetSummary,
+    EmptyDatasetError,
     SampleSource,
     ShardLimits,
+    UnusableSample,
+    check_output_dir,
     current_summary,
     write_dataset,
 )
 from idrcell.naming import sample_key
-from idrcell.render import IMAGE_SIZE, encode_png, resize_to_square
+from idrcell.render import IMAGE_SIZE, PixelError, encode_png, open_image, resize_to_square
 from idrcell.shards import SCHEMA, Member, sample_members
 
 FILE_PATTERN = re.compile(r"^screen_(?P<screen>\d+)_(?P<image>\d+)_(?P<channel>\d+)\.png$")
 PART_PATTERN = re.compile(r"^part_\d+$")
+# The format's channel counts (docs/format.md): the trainer's channel embedding has 10 slots.
+MAX_CHANNELS = 10
+# The published PNGs are 224 x 224; larger ones are resized, up to this side. Anything declaring
+# more is refused from its header, before decoding (a 60,000 px square would need 3.6 GB).
+MAX_IMPORT_SIDE = 4096
 
 
 class HFLayoutError(RuntimeError):
@@ -69,24 +77,50 @@ def load_screen_names(tsv: Path | None = None) -> dict[int, tuple[str, str]]:
     return names
 
 
-def _as_grey_224(path: Path) -> bytes:
-    """The PNG's bytes if already 8-bit grey 224 x 224, else a converted, resized re-encoding."""
+def _as_grey_224(path: Path, source: Path) -> bytes:
+    """The PNG's bytes if already 8-bit grey 224 x 224, else a converted, resized re-encoding.
+
+    Raises `UnusableSample` naming the file when it is no image, or declares too many pixels.
+    """
     data = path.read_bytes()
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        if image.format == "PNG" and image.mode == "L" and image.size == (IMAGE_SIZE, IMAGE_SIZE):
-            return data
-        if image.mode in ("I;16", "I;16B", "I", "F"):
-            array = np.asarray(image, dtype=np.float64)
-            peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-            plane = np.clip(np.rint(array * (255.0 / peak)), 0, 255).astype(np.uint8)
-        else:
-            plane = np.asarray(image.convert("L"), dtype=np.uint8)
+    try:
+        with open_image(data, MAX_IMPORT_SIDE, MAX_IMPORT_SIDE) as image:
+            image.load()
+            if image.format == "PNG" and image.mode == "L" and image.size == (IMAGE_SIZE, IMAGE_SIZE):
+                return data
+            if image.mode in ("I;16", "I;16B", "I", "F"):
+                array = np.asarray(image, dtype=np.float64)
+                peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+                plane = np.clip(np.rint(array * (255.0 / peak)), 0, 255).astype(np.uint8)
+            else:
+                plane = np.asarray(image.convert("L"), dtype=np.uint8)
+    except PixelError as error:
+        raise UnusableSample(f"{path.relative_to(source)}: {error}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:  # PIL's errors while decoding
+        raise UnusableSample(f"{path.relative_to(source)}: undecodable ({error})") from None
+    if plane.size == 0:
+        raise UnusableSample(f"{path.relative_to(source)}: an image of 0 pixels")
     return encode_png(resize_to_square(plane))
 
 
-def _members(key: str, meta: dict[str, Any], files: list[Path]) -> list[Member]:
-    return sample_members(key, meta, [_as_grey_224(path) for path in files])
+def _members(key: str, meta: dict[str, Any], files: list[Path], source: Path) -> list[Member]:
+    return sample_members(key, meta, [_as_grey_224(path, source) for path in files])
+
+
+def _refuse(reason: str) -> list[Member]:
+    raise UnusableSample(reason)
+
+
+def _unusable_image(screen_id: int, image_id: int, channels: list[int]) -> str | None:
+    """Why an image cannot be in an idrcell-v1 dataset whatever its pixels, or None."""
+    if screen_id > MAX_OBJECT_ID or image_id > MAX_OBJECT_ID:
+        return f"screen {screen_id} image {image_id}: an id above 2^63 - 1 is no OMERO id"
+    if len(channels) > MAX_CHANNELS:
+        return (
+            f"screen {screen_id} image {image_id}: {len(channels)} channels, more than the "
+            f"{MAX_CHANNELS} the format allows"
+        )
+    return None
 
 
 def _group_files(source: Path) -> tuple[dict[tuple[int, int], list[tuple[int, Path]]], int]:
@@ -122,6 +156,7 @@ def import_hf(
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
     source, out = Path(source), Path(out)
+    check_output_dir(out)
     groups, ignored = _group_files(source)
     names = load_screen_names(catalogue)
     sources: list[SampleSource] = []
@@ -132,10 +167,18 @@ def import_hf(
         channels = [number for number, _ in channel_files]
         if len(set(channels)) != len(channels):
             raise HFLayoutError(f"screen {screen_id} image {image_id} has two files for one channel number")
+        files = [path for _, path in channel_files]
+        sizes = [path.stat().st_size for path in files]
+        for path, size in zip(files, sizes, strict=True):
+            listing.update(f"{path.relative_to(source)}\0{size}\n".encode())
+        refused = _unusable_image(screen_id, image_id, channels)
+        if refused is not None:  # left out and named in dataset.json, like an unreadable PNG
+            name = f"screen_{screen_id}_{image_id}"
+            sources.append(SampleSource(name, 0, functools.partial(_refuse, refused)))
+            continue
         study, container = names.get(screen_id, (f"screen-{screen_id}", "screen"))
         experiments.setdefault(f"{study}/{container}", {"study": study, "container": container})
         key = sample_key(study, container, image_id)
-        files = [path for _, path in channel_files]
         meta = {
             "schema": SCHEMA,
             "key": key,
@@ -157,10 +200,8 @@ def import_hf(
             ],
             "source": {"width": None, "height": None, "pixels_type": None, "z": None, "t": None},
         }
-        sizes = [path.stat().st_size for path in files]
-        for path, size in zip(files, sizes, strict=True):
-            listing.update(f"{path.relative_to(source)}\0{size}\n".encode())
-        sources.append(SampleSource(key, sum(sizes) + 1024, functools.partial(_members, key, meta, files)))
+        read = functools.partial(_members, key, meta, files, source)
+        sources.append(SampleSource(key, sum(sizes) + 1024, read))
     listing.update(json.dumps(sorted(names.items())).encode())
     fingerprint = hashlib.sha256(
         json.dumps({"seed": seed, "limits": limits.__dict__, "files": listing.hexdigest()}).encode()
@@ -176,7 +217,16 @@ def import_hf(
             "ignored_files": ignored,
         },
     }
-    summary = write_dataset(
-        out, sources, seed=seed, limits=limits, fingerprint=fingerprint, metadata=metadata, progress=progress
-    )
+    try:
+        summary = write_dataset(
+            out,
+            sources,
+            seed=seed,
+            limits=limits,
+            fingerprint=fingerprint,
+            metadata=metadata,
+            progress=progress,
+        )
+    except EmptyDatasetError as error:
+        raise HFLayoutError(f"{source}: nothing to import: {error}") from None
     return ImportResult(summary, len(groups), ignored, already_done=False)

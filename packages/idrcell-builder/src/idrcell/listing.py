@@ -182,7 +182,7 @@ async def _study_info(client: IDRClient, kind: str, container_id: int) -> dict[s
         answer = await client.get_json(
             "webclient/api/annotations/", [("type", "map"), (kind, str(container_id))]
         )
-    except PermanentHTTPError as error:
+    except (PermanentHTTPError, ProtocolError) as error:
         logger.warning("no study annotations for %s %d: %s", kind, container_id, error)
         answer = {}
     return parse_study_info(answer, container_id)

@@ -13,8 +13,10 @@ from typing import Any
 from idrcell import __version__
 from idrcell.dataset import (
     DatasetSummary,
+    OutputDirError,
     SampleSource,
     ShardLimits,
+    check_output_dir,
     current_summary,
     write_dataset,
 )
@@ -64,6 +66,10 @@ def merge_stages(
     progress: Callable[[int, int], None] | None = None,
 ) -> MergeResult:
     out = Path(out)
+    try:
+        check_output_dir(out)
+    except OutputDirError as error:
+        raise MergeError(str(error)) from None
     stages = _finished_stages(experiments, out, seed)
     fingerprint = _fingerprint(stages, seed, limits)
     summary = current_summary(out, fingerprint)

@@ -26,13 +26,15 @@ from typing import Any, TypeVar
 
 from idrcell import __version__
 from idrcell.atomic import atomic_write_bytes
-from idrcell.client import ClientConfig, IDRClient, PermanentHTTPError, TransientFailure
+from idrcell.client import ClientConfig, IDRClient, PermanentHTTPError, ResponseTooLarge, TransientFailure
+from idrcell.dataset import check_output_dir
 from idrcell.experiments import Experiment, experiment_seed
 from idrcell.imgdata import (
     FORBIDDEN,
     HTTP_ERROR,
     NOT_FOUND,
     OVERSIZED_PIXELS,
+    RESPONSE_TOO_LARGE,
     UNDECODABLE_PIXELS,
     ImagePlan,
     channel_query,
@@ -47,6 +49,8 @@ from idrcell.naming import sample_key
 from idrcell.render import OversizedImageError, PixelError, render_channel
 from idrcell.sampling import Candidate, balanced_order
 from idrcell.shards import sample_members, tar_bytes
+from idrcell.zarr_resolve import DEFAULT_ZARR_BASE_URL
+from idrcell.zarr_source import ZarrPixelSource, ZarrSkip, img_data_has_exception
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,10 +72,14 @@ class StageConfig:
     # Threads that decode, resize, encode and write samples off the event loop; they spend much of
     # their time in C code that releases the GIL (JPEG decode, resampling, zlib) or waiting on fsync.
     cpu_workers: int = 4
+    # Where pixels come from (zarr_source.py): "auto" renders where imgData answers sizes and reads
+    # OME-Zarr where it answers an Exception (the 2026 IDR); "zarr" or "render" force one source.
+    pixel_source: str = "auto"
+    zarr_base_url: str = DEFAULT_ZARR_BASE_URL
 
     def output_params(self, experiment: Experiment) -> dict[str, Any]:
         """Everything that changes a stage's output bytes (not URLs, timeouts or concurrency)."""
-        return {
+        params = {
             "experiment": experiment.to_row(),
             "seed": self.seed,
             "max_channels": self.max_channels,
@@ -80,6 +88,9 @@ class StageConfig:
             "max_side": self.max_side,
             "jpeg_quality": self.jpeg_quality,
         }
+        if self.pixel_source != "auto":  # recorded only when set, so auto stages keep their bytes
+            params["pixel_source"] = self.pixel_source
+        return params
 
 
 @dataclass(frozen=True)
@@ -173,10 +184,31 @@ class _ImageFetcher:
     ) -> None:
         self.client, self.experiment, self.listing = client, experiment, listing
         self.staging, self.config, self.pool = staging, config, pool
+        self.zarr = (
+            None
+            if config.pixel_source == "render"
+            else ZarrPixelSource(
+                client, experiment, config.zarr_base_url, config.max_channels, config.max_side, pool
+            )
+        )
+
+    async def _from_zarr(self, candidate: Candidate) -> _Outcome:
+        assert self.zarr is not None
+        read = await self.zarr.read(candidate)
+        if isinstance(read, ZarrSkip):
+            return _Skipped(candidate, read.reason, read.detail)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.pool, self._write_sample, candidate, read.plan, read.pngs, read.source_extra
+        )
 
     async def __call__(self, candidate: Candidate) -> _Outcome:
         try:
+            if self.zarr is not None and self.config.pixel_source == "zarr":
+                return await self._from_zarr(candidate)
             img_data = await self.client.get_json(f"webgateway/imgData/{candidate.image_id}/")
+            if self.zarr is not None and img_data_has_exception(img_data):
+                return await self._from_zarr(candidate)
             plan = plan_image(img_data, self.experiment, self.config.max_channels, self.config.max_side)
             if isinstance(plan, str):
                 return _Skipped(candidate, plan, describe_img_data(img_data))
@@ -189,15 +221,25 @@ class _ImageFetcher:
         except PixelError as error:
             reason = OVERSIZED_PIXELS if isinstance(error, OversizedImageError) else UNDECODABLE_PIXELS
             return _Skipped(candidate, reason, f"image {candidate.image_id}: {error}")
+        except ResponseTooLarge as error:
+            return _Skipped(candidate, RESPONSE_TOO_LARGE, str(error))
         except TransientFailure as error:
             return _Failed(candidate, str(error))
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, self._write_sample, candidate, plan, pngs)
 
-    def _write_sample(self, candidate: Candidate, plan: ImagePlan, pngs: list[bytes]) -> _Staged:
+    def _write_sample(
+        self,
+        candidate: Candidate,
+        plan: ImagePlan,
+        pngs: list[bytes],
+        source_extra: dict[str, Any] | None = None,
+    ) -> _Staged:
         """Write the sample file (in the pool: its fsync must not stall the event loop)."""
         key = sample_key(self.experiment.study, self.experiment.container, candidate.image_id)
         meta = sample_metadata(key, self.experiment, candidate, self.listing.study_info, plan)
+        if source_extra:  # Zarr-sourced samples only: render-sourced KEY.json keep their bytes
+            meta["source"].update(source_extra)
         data = tar_bytes(sample_members(key, meta, pngs))
         atomic_write_bytes(self.staging.sample_path(candidate.image_id), data)
         return _Staged(candidate, key, len(pngs), len(data), plan.nulled)
@@ -293,6 +335,7 @@ async def stage_experiment_async(
     parent_pid: int | None = None,
 ) -> StageResult:
     """Run (or resume) one experiment's stage; returns what it did. Raises on unusable input."""
+    check_output_dir(out)  # an OutputDirError (ValueError) is bad input: HTCondor holds the job
     staging = stage_dir(out, experiment.name)
     report = progress or (lambda _event: None)
     started = time.monotonic()
@@ -328,6 +371,10 @@ async def stage_experiment_async(
                 staging.open_journal()
                 with ThreadPoolExecutor(config.cpu_workers, thread_name_prefix="idrcell-pixels") as pool:
                     fetch = _ImageFetcher(client, experiment, listing, staging, config, pool)
+                    if fetch.zarr is not None:
+                        fetch.zarr.order = order
+                        if config.pixel_source == "zarr":
+                            await fetch.zarr.preflight()
                     failed = await _run_window(experiment, order, staging, fetch, config, report)
                 stats = client.stats
             extra = {

@@ -18,6 +18,26 @@ from idrcell.shards import SCHEMA, SHARD_NAME, file_sha256, iter_tar, parse_memb
 
 REQUIRED_FIELDS = ("schema", "key", "study", "container", "image_id", "n_channels", "channels", "source")
 MAX_PROBLEMS_PER_SHARD = 20
+# The format's channel counts (docs/format.md): the trainer's channel embedding has 10 slots.
+MAX_CHANNELS = 10
+MAX_IMAGE_ID = 2**63 - 1  # index.parquet's int64
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (only finite numbers are)")
+
+
+def strict_json(text: str | bytes) -> Any:
+    """Parse JSON as the standard defines it: Python's NaN, Infinity and -Infinity are refused."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def _is_int(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @dataclass
@@ -56,6 +76,7 @@ def _check_sample(sample: _Sample, shard: str) -> list[str]:
         problems.append(f"{where}: schema is {meta.get('schema')!r}, expected {SCHEMA!r}")
     if meta.get("key") != sample.key:
         problems.append(f"{where}: JSON key is {meta.get('key')!r}")
+    problems.extend(f"{where}: {p}" for p in _field_problems(meta))
     n_channels = meta.get("n_channels")
     if sample.channels != list(range(len(sample.channels))):
         problems.append(f"{where}: channel PNGs are not c00, c01, ... in order (got {sample.channels})")
@@ -65,6 +86,35 @@ def _check_sample(sample: _Sample, shard: str) -> list[str]:
         problems.append(
             f"{where}: 'channels' lists {len(meta['channels'])} entries for n_channels={n_channels}"
         )
+    return problems
+
+
+def _field_problems(meta: dict[str, Any]) -> list[str]:
+    """Values of the wrong type or range (what the trainer and index.parquet rely on)."""
+    problems = []
+    for name in ("study", "container"):
+        if name in meta and not isinstance(meta[name], str):
+            problems.append(f"{name} is {meta[name]!r:.40}, not a string")
+    if "image_id" in meta and not _is_int(meta["image_id"], 0, MAX_IMAGE_ID):
+        problems.append(f"image_id is {meta['image_id']!r:.40}, not an id in 0 .. 2^63 - 1")
+    if "n_channels" in meta and not _is_int(meta["n_channels"], 1, MAX_CHANNELS):
+        problems.append(f"n_channels is {meta['n_channels']!r:.40}, not an integer from 1 to {MAX_CHANNELS}")
+    channels = meta.get("channels")
+    if "channels" in meta and not isinstance(channels, list):
+        problems.append(f"'channels' is {channels!r:.40}, not a list")
+    for position, channel in enumerate(channels if isinstance(channels, list) else []):
+        if not isinstance(channel, dict):
+            problems.append(f"channels[{position}] is {channel!r:.40}, not an object")
+            continue
+        wavelength, window = channel.get("emission_wavelength"), channel.get("window")
+        if wavelength is not None and not _is_number(wavelength):
+            problems.append(f"channels[{position}].emission_wavelength is {wavelength!r:.40}, not a number")
+        if window is not None and not (
+            isinstance(window, list) and len(window) == 2 and all(_is_number(v) for v in window)
+        ):
+            problems.append(f"channels[{position}].window is {window!r:.40}, not [start, end]")
+    if "source" in meta and not isinstance(meta["source"], dict):
+        problems.append(f"'source' is {meta['source']!r:.40}, not an object")
     return problems
 
 
@@ -91,10 +141,14 @@ def _scan_shard(path: Path) -> tuple[list[_Sample], list[str]]:
                 if current.meta is not None or current.channels:
                     current.problems.append("the JSON record is not the sample's first member")
                 try:
-                    current.meta = json.loads(data)
-                except ValueError:
-                    current.problems.append("the JSON record does not parse")
-                    current.meta = {}
+                    meta = strict_json(data)
+                except (ValueError, RecursionError) as error:
+                    current.problems.append(f"the JSON record does not parse ({str(error)[:100]})")
+                    meta = {}
+                if not isinstance(meta, dict):
+                    current.problems.append(f"the JSON record is {type(meta).__name__}, not an object")
+                    meta = {}
+                current.meta = meta
                 continue
             assert channel is not None
             current.channels.append(channel)
@@ -114,6 +168,8 @@ def _scan_shard(path: Path) -> tuple[list[_Sample], list[str]]:
 
 
 def _check_index(out: Path, seen: dict[str, tuple[str, dict[str, Any]]]) -> list[str]:
+    if not (out / INDEX_FILE).is_file():
+        return [f"{INDEX_FILE}: not a file"]
     try:
         rows = pq.read_table(out / INDEX_FILE).to_pylist()
     except Exception as error:  # pyarrow raises several types for a damaged file
@@ -140,21 +196,73 @@ def _check_index(out: Path, seen: dict[str, tuple[str, dict[str, Any]]]) -> list
     return problems
 
 
+def _read_info(out: Path, problems: list[str]) -> dict[str, Any]:
+    """dataset.json as an object ({} when unusable, with the reason in `problems`)."""
+    path = out / DATASET_FILE
+    try:
+        info = strict_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problems.append(f"{DATASET_FILE}: missing (the build or merge did not finish)")
+        return {}
+    except IsADirectoryError:
+        problems.append(f"{DATASET_FILE}: a directory, not a file")
+        return {}
+    except UnicodeDecodeError:
+        problems.append(f"{DATASET_FILE}: not UTF-8 text")
+        return {}
+    except (ValueError, RecursionError) as error:
+        problems.append(f"{DATASET_FILE}: does not parse ({str(error)[:100]})")
+        return {}
+    if not isinstance(info, dict):
+        problems.append(f"{DATASET_FILE}: holds {type(info).__name__}, not an object")
+        return {}
+    if info.get("schema") != SCHEMA:
+        problems.append(f"{DATASET_FILE}: schema is {info.get('schema')!r:.40}, expected {SCHEMA!r}")
+    for name in ("counts", "index"):
+        if not isinstance(info.get(name, {}), dict):
+            problems.append(f"{DATASET_FILE}: {name!r} is {info[name]!r:.40}, not an object")
+            info[name] = {}
+    return info
+
+
+def _listed_shards(info: dict[str, Any], problems: list[str]) -> dict[str, dict[str, Any]]:
+    """dataset.json's shard records by name, each with the fields and types verify relies on."""
+    shards = info.get("shards", [])
+    if not isinstance(shards, list):
+        problems.append(f"{DATASET_FILE}: 'shards' is {shards!r:.40}, not a list")
+        return {}
+    listed = {}
+    for position, record in enumerate(shards):
+        where = f"{DATASET_FILE}: shards[{position}]"
+        if not isinstance(record, dict) or not isinstance(record.get("name"), str):
+            problems.append(f"{where} is not an object with a 'name'")
+            continue
+        wrong = [
+            field
+            for field, valid in (
+                ("samples", _is_int(record.get("samples"), 0, 2**63)),
+                ("bytes", _is_int(record.get("bytes"), 0, 2**63)),
+                ("sha256", isinstance(record.get("sha256"), str)),
+            )
+            if not valid
+        ]
+        if wrong:
+            problems.append(
+                f"{where} ({record['name']!r:.60}): {', '.join(wrong)} missing or of the wrong type"
+            )
+        listed[record["name"]] = record
+    return listed
+
+
 def verify_dataset(out: Path | str, progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     out = Path(out)
     report = VerifyReport()
-    dataset_path = out / DATASET_FILE
-    try:
-        info = json.loads(dataset_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        report.problems.append(f"{DATASET_FILE}: missing (the build or merge did not finish)")
-        info = {}
-    except ValueError as error:
-        report.problems.append(f"{DATASET_FILE}: does not parse ({error})")
-        info = {}
-    if info and info.get("schema") != SCHEMA:
-        report.problems.append(f"{DATASET_FILE}: schema is {info.get('schema')!r}, expected {SCHEMA!r}")
-    listed = {shard["name"]: shard for shard in info.get("shards", []) if isinstance(shard, dict)}
+    if not out.is_dir():
+        state = "is a file, not a directory" if out.exists() else "does not exist"
+        report.problems.append(f"{out} {state}; expected a dataset directory (dataset.json, shards/)")
+        return report
+    info = _read_info(out, report.problems)
+    listed = _listed_shards(info, report.problems)
     shards_dir = out / SHARDS_DIR
     present = (
         sorted(p.name for p in shards_dir.iterdir() if SHARD_NAME.match(p.name))
@@ -169,6 +277,9 @@ def verify_dataset(out: Path | str, progress: Callable[[int, int], None] | None 
     channels = 0
     for position, name in enumerate(present, start=1):
         path = shards_dir / name
+        if not path.is_file():
+            report.problems.append(f"{SHARDS_DIR}/{name}: not a file")
+            continue
         record = listed.get(name)
         if record is not None and file_sha256(path) != record.get("sha256"):
             report.problems.append(f"{SHARDS_DIR}/{name}: checksum does not match {DATASET_FILE}")
@@ -182,7 +293,7 @@ def verify_dataset(out: Path | str, progress: Callable[[int, int], None] | None 
             )
         if record is not None and record.get("samples") != len(samples):
             report.problems.append(
-                f"{name}: {len(samples)} samples, {DATASET_FILE} says {record.get('samples')}"
+                f"{name}: {len(samples)} samples, {DATASET_FILE} says {record.get('samples')!r:.40}"
             )
         for sample in samples:
             if sample.key in seen:
@@ -193,20 +304,25 @@ def verify_dataset(out: Path | str, progress: Callable[[int, int], None] | None 
         if progress is not None:
             progress(position, len(present))
     report.samples = len(seen)
+    if not seen:
+        report.problems.append(f"{out}: the dataset holds no sample (an empty dataset is no dataset)")
     if (out / INDEX_FILE).exists():
         report.problems.extend(_check_index(out, seen))
         index_record = info.get("index") or {}
-        if index_record.get("sha256") not in (None, file_sha256(out / INDEX_FILE)):
+        if (out / INDEX_FILE).is_file() and index_record.get("sha256") not in (
+            None,
+            file_sha256(out / INDEX_FILE),
+        ):
             report.problems.append(f"{INDEX_FILE}: checksum does not match {DATASET_FILE}")
     else:
         report.problems.append(f"{INDEX_FILE}: missing")
     counts = info.get("counts") or {}
     if info and counts.get("samples") != len(seen):
         report.problems.append(
-            f"{DATASET_FILE}: counts.samples is {counts.get('samples')}, shards hold {len(seen)}"
+            f"{DATASET_FILE}: counts.samples is {counts.get('samples')!r:.40}, shards hold {len(seen)}"
         )
     if info and counts.get("channels") not in (None, channels):
         report.problems.append(
-            f"{DATASET_FILE}: counts.channels is {counts.get('channels')}, shards hold {channels}"
+            f"{DATASET_FILE}: counts.channels is {counts.get('channels')!r:.40}, shards hold {channels}"
         )
     return report
