@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -43,12 +44,13 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: bool = typer.Option(
-        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
-    ),
-    verbose: bool = typer.Option(
-        False, "--verbose", "-v", help="Log each step (and the traceback of a failure)."
-    ),
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log each step (and the traceback of a failure).")
+    ] = False,
 ) -> None:
     """Evaluate channel-adaptive microscopy encoders on downstream biological tasks."""
     logging.basicConfig(
@@ -72,49 +74,94 @@ def _split_tasks(values: list[str] | None, all_tasks: tuple[str, ...]) -> list[s
     return list(dict.fromkeys(tasks))
 
 
-def _execute(
-    tasks: list[str],
-    models: list[str],
-    data_root: Path | None,
-    out: Path,
-    seeds: int | None,
-    quick: bool,
-    img_size: int,
-    manifests: list[Path],
-    datasets: list[str] | None,
-    knn_grid: bool,
-    patch_tokens: bool,
-    max_images: int | None,
-    batch_size: int,
-    workers: int,
-    device: str,
-) -> None:
-    from chadavit_bench.runner import BenchConfig, quick_config, run_all
+# Options shared by `run-all` and `run`, each declared once.
+Models = Annotated[list[str], typer.Option("--model", "-m", help=MODEL_HELP)]
+DataRoot = Annotated[
+    Path | None, typer.Option("--data-root", envvar=DATA_ROOT_VARIABLE, help=DATA_HELP, show_envvar=False)
+]
+Out = Annotated[
+    Path, typer.Option("--out", "-o", help="Output folder (created; earlier results there are merged).")
+]
+Seeds = Annotated[
+    int | None,
+    typer.Option(
+        "--seeds", min=1, help="Seeds for the linear probe and reconstruction (default 5; 2 with --quick)."
+    ),
+]
+Quick = Annotated[bool, typer.Option("--quick", help="Small subsets, 2 seeds, short training, no kNN grid.")]
+ImgSize = Annotated[
+    int, typer.Option("--img-size", min=1, help="Images are resized to this square size before the encoder.")
+]
+Manifests = Annotated[
+    list[Path] | None,
+    typer.Option("--manifest", help="A manifest CSV/parquet of your own images (repeatable)."),
+]
+Datasets = Annotated[
+    list[str] | None, typer.Option("--dataset", "-d", help="Only these datasets (by name; repeatable).")
+]
+KnnGrid = Annotated[bool, typer.Option("--knn-grid", help="Also report kNN accuracy over a grid of k and T.")]
+PatchTokens = Annotated[
+    bool, typer.Option("--reconstruction-patch-tokens", help="Decode from the patch-token map, not CLS.")
+]
+MaxImages = Annotated[
+    int | None,
+    typer.Option("--max-images", min=1, help="At most this many images per split (seeded, stratified)."),
+]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Images per encoder batch.")]
+Workers = Annotated[int, typer.Option("--workers", min=1, help="Threads decoding image files.")]
+Device = Annotated[str, typer.Option("--device", help="torch device for the encoder, e.g. cpu or cuda.")]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRequest:
+    """What `run-all` and `run` were asked to do, as parsed from the command line."""
+
+    tasks: list[str]
+    models: list[str]
+    data_root: Path | None
+    out: Path
+    seeds: int | None = None
+    quick: bool = False
+    img_size: int = 224
+    manifests: list[Path] = dataclasses.field(default_factory=list)
+    datasets: list[str] | None = None
+    knn_grid: bool = False
+    patch_tokens: bool = False
+    max_images: int | None = None
+    batch_size: int = 64
+    workers: int = 4
+    device: str = "cpu"
+
+    def config(self):
+        from chadavit_bench.config import BenchConfig, quick_config
+
+        config = BenchConfig(
+            img_size=self.img_size,
+            knn_grid=self.knn_grid,
+            max_images_per_split=self.max_images,
+            batch_size=self.batch_size,
+            workers=self.workers,
+            device=self.device,
+        )
+        config = dataclasses.replace(
+            config,
+            reconstruction=dataclasses.replace(config.reconstruction, use_patch_tokens=self.patch_tokens),
+        )
+        if self.quick:
+            return quick_config(config, self.seeds)
+        return config if self.seeds is None else dataclasses.replace(config, seeds=self.seeds)
+
+
+def _execute(request: RunRequest) -> None:
+    from chadavit_bench.results import ResultsError
+    from chadavit_bench.runjson import RunFileError
+    from chadavit_bench.runner import BenchRunError, OutputFolderError, run_all
     from chadavit_bench.runner import Progress as Hooks
 
-    if not models:
-        _fail("give at least one --model")
     try:
-        specs = [parse_model_spec(text) for text in models]
+        specs = [parse_model_spec(text) for text in request.models]
     except ModelSpecError as error:
         _fail(str(error))
-    config = BenchConfig(
-        img_size=img_size,
-        knn_grid=knn_grid,
-        max_images_per_split=max_images,
-        batch_size=batch_size,
-        workers=workers,
-        device=device,
-    )
-    config = dataclasses.replace(
-        config, reconstruction=dataclasses.replace(config.reconstruction, use_patch_tokens=patch_tokens)
-    )
-    if quick:
-        config = quick_config(config, seeds)
-    elif seeds is not None:
-        config = dataclasses.replace(config, seeds=seeds)
-    if config.seeds < 1:
-        _fail(f"--seeds must be at least 1, got {config.seeds}")
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -128,10 +175,31 @@ def _execute(
             advance=lambda text: bar.update(handle, advance=1, description=text),
         )
         try:
-            outcome = run_all(specs, data_root, out, config, tasks, manifests, datasets, hooks)
-        except (ModelSpecError, DatasetNotFoundError, DatasetFormatError, ValueError) as error:
+            outcome = run_all(
+                specs,
+                request.data_root,
+                request.out,
+                request.config(),
+                request.tasks,
+                request.manifests,
+                request.datasets,
+                hooks,
+            )
+        except BenchRunError as error:  # the run started and failed
             bar.stop()
             logging.getLogger(__name__).info("run failed", exc_info=True)  # the traceback, with --verbose
+            _fail(str(error), code=1)
+        except (
+            ModelSpecError,
+            DatasetNotFoundError,
+            DatasetFormatError,
+            OutputFolderError,
+            ResultsError,
+            RunFileError,
+            ValueError,
+        ) as error:  # an input the user named is unusable; nothing was evaluated
+            bar.stop()
+            logging.getLogger(__name__).info("run refused", exc_info=True)
             _fail(str(error))
     _print_outcome(outcome)
 
@@ -153,117 +221,130 @@ def _print_outcome(outcome) -> None:
         console.print(table)
     for skip in outcome.skipped:
         who = "" if skip.model == "*" else f" for {skip.model}"
+        what = "" if skip.task == "*" else f"{skip.task} on "
         console.print(
-            f"[yellow]skipped[/yellow] {skip.task} on {skip.dataset}{who}: {skip.reason}", highlight=False
+            f"[yellow]skipped[/yellow] {escape(what + skip.dataset + who)}: {escape(skip.reason)}",
+            highlight=False,
         )
-    console.print(f"results, summary and report written to {outcome.out}")
+    for flag in outcome.warnings:
+        what = f"{flag.task} on {flag.dataset} for {flag.model} ({flag.features})"
+        console.print(f"[yellow]warning[/yellow] {escape(what)}: {escape(flag.reason)}", highlight=False)
+    console.print(f"results, summary and report written to {escape(str(outcome.out))}", highlight=False)
 
 
-# Options shared by `run-all` and `run` (typer needs them spelled out per command).
-_MODEL = typer.Option(..., "--model", "-m", help=MODEL_HELP)
-_DATA = typer.Option(None, "--data-root", envvar=DATA_ROOT_VARIABLE, help=DATA_HELP, show_envvar=False)
-_OUT = typer.Option(..., "--out", "-o", help="Output folder (created; earlier results there are merged).")
-_SEEDS = typer.Option(
-    None, "--seeds", help="Seeds for the linear probe and reconstruction (default 5; 2 with --quick)."
-)
-_QUICK = typer.Option(False, "--quick", help="Small subsets, 2 seeds, short training, no kNN grid.")
-_IMG = typer.Option(224, "--img-size", help="Images are resized to this square size before the encoder.")
-_MANIFEST = typer.Option(None, "--manifest", help="A manifest CSV/parquet of your own images (repeatable).")
-_DATASET = typer.Option(None, "--dataset", "-d", help="Only these datasets (by name; repeatable).")
-_GRID = typer.Option(False, "--knn-grid", help="Also report kNN accuracy over a grid of k and T.")
-_PATCH = typer.Option(
-    False, "--reconstruction-patch-tokens", help="Decode from the patch-token map, not CLS."
-)
-_MAX = typer.Option(None, "--max-images", help="At most this many images per split (seeded, stratified).")
-_BATCH = typer.Option(64, "--batch-size", help="Images per encoder batch.")
-_WORKERS = typer.Option(4, "--workers", help="Threads decoding image files.")
-_DEVICE = typer.Option("cpu", "--device", help="torch device for the encoder, e.g. cpu or cuda.")
+TasksOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tasks", help=f"Tasks to run (comma-separated or repeated; default all: {', '.join(TASKS)})."
+    ),
+]
 
 
 @app.command("run-all")
 def run_all_command(
-    models: list[str] = _MODEL,
-    data_root: Path | None = _DATA,
-    out: Path = _OUT,
-    tasks: list[str] | None = typer.Option(
-        None, "--tasks", help=f"Tasks to run (comma-separated or repeated; default all: {', '.join(TASKS)})."
-    ),
-    seeds: int | None = _SEEDS,
-    quick: bool = _QUICK,
-    img_size: int = _IMG,
-    manifests: list[Path] | None = _MANIFEST,
-    datasets: list[str] | None = _DATASET,
-    knn_grid: bool = _GRID,
-    patch_tokens: bool = _PATCH,
-    max_images: int | None = _MAX,
-    batch_size: int = _BATCH,
-    workers: int = _WORKERS,
-    device: str = _DEVICE,
+    models: Models,
+    out: Out,
+    data_root: DataRoot = None,
+    tasks: TasksOption = None,
+    seeds: Seeds = None,
+    quick: Quick = False,
+    img_size: ImgSize = 224,
+    manifests: Manifests = None,
+    datasets: Datasets = None,
+    knn_grid: KnnGrid = False,
+    patch_tokens: PatchTokens = False,
+    max_images: MaxImages = None,
+    batch_size: BatchSize = 64,
+    workers: Workers = 4,
+    device: Device = "cpu",
 ) -> None:
     """Run every task whose data is present, for every model; write tables and the report."""
+    # Every other parameter is the RunRequest field of the same name.
+    options = {k: v for k, v in locals().items() if k not in ("tasks", "manifests", "datasets")}
     _execute(
-        _split_tasks(tasks, TASKS), models, data_root, out, seeds, quick, img_size, manifests or [],
-        datasets or None, knn_grid, patch_tokens, max_images, batch_size, workers, device,
-    )  # fmt: skip
+        RunRequest(
+            _split_tasks(tasks, TASKS), manifests=manifests or [], datasets=datasets or None, **options
+        )
+    )
 
 
 @app.command("run")
 def run_command(
-    task: str = typer.Argument(..., help="; ".join(f"{name}: {text}" for name, text in TASK_HELP.items())),
-    models: list[str] = _MODEL,
-    data_root: Path | None = _DATA,
-    out: Path = _OUT,
-    seeds: int | None = _SEEDS,
-    quick: bool = _QUICK,
-    img_size: int = _IMG,
-    manifests: list[Path] | None = _MANIFEST,
-    datasets: list[str] | None = _DATASET,
-    knn_grid: bool = _GRID,
-    patch_tokens: bool = _PATCH,
-    max_images: int | None = _MAX,
-    batch_size: int = _BATCH,
-    workers: int = _WORKERS,
-    device: str = _DEVICE,
+    task: Annotated[
+        str, typer.Argument(help="; ".join(f"{name}: {text}" for name, text in TASK_HELP.items()))
+    ],
+    models: Models,
+    out: Out,
+    data_root: DataRoot = None,
+    seeds: Seeds = None,
+    quick: Quick = False,
+    img_size: ImgSize = 224,
+    manifests: Manifests = None,
+    datasets: Datasets = None,
+    knn_grid: KnnGrid = False,
+    patch_tokens: PatchTokens = False,
+    max_images: MaxImages = None,
+    batch_size: BatchSize = 64,
+    workers: Workers = 4,
+    device: Device = "cpu",
 ) -> None:
     """Run one task; its rows replace earlier rows of the same task in OUT, and the report is rebuilt."""
+    # Every other parameter is the RunRequest field of the same name.
+    options = {k: v for k, v in locals().items() if k not in ("task", "manifests", "datasets")}
     _execute(
-        _split_tasks([task], TASKS), models, data_root, out, seeds, quick, img_size, manifests or [],
-        datasets or None, knn_grid, patch_tokens, max_images, batch_size, workers, device,
-    )  # fmt: skip
+        RunRequest(
+            _split_tasks([task], TASKS), manifests=manifests or [], datasets=datasets or None, **options
+        )
+    )
+
+
+OutFolder = Annotated[Path, typer.Argument(help="An output folder written by run-all or run.")]
+
+
+def _results_errors() -> tuple[type[Exception], ...]:
+    from chadavit_bench.report import ReportError
+    from chadavit_bench.results import ResultsError
+    from chadavit_bench.runjson import RunFileError
+
+    return ReportError, ResultsError, RunFileError
 
 
 @app.command("report")
-def report_command(
-    out: Path = typer.Argument(..., help="An output folder written by run-all or run."),
-) -> None:
+def report_command(out: OutFolder) -> None:
     """Rebuild report.md, report.html and the figures from OUT's results."""
-    from chadavit_bench.report import ReportError, build_report
+    from chadavit_bench.report import build_report
 
     try:
         files = build_report(out)
-    except ReportError as error:
+    except _results_errors() as error:
         _fail(str(error))
+    except OSError as error:
+        _fail(f"writing the report under {out} failed: {error}", code=1)
     console.print(f"wrote {files.markdown} and {files.html} ({len(files.figures)} figures)")
 
 
 @app.command("compare")
 def compare_command(
-    out: Path = typer.Argument(..., help="An output folder written by run-all or run."),
-    model: str = typer.Argument(..., help="Label of the model under test, as in the report."),
-    baseline: str = typer.Argument(..., help="Label of the model to beat, e.g. random-init."),
-    csv_path: Path | None = typer.Option(None, "--csv", help="Also write the comparison table here."),
-    features: str = typer.Option(
-        "cls", "--features", help="Embedding to compare where a task ran on several: cls or tokens."
-    ),
+    out: OutFolder,
+    model: Annotated[str, typer.Argument(help="Label of the model under test, as in the report.")],
+    baseline: Annotated[str, typer.Argument(help="Label of the model to beat, e.g. random-init.")],
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="Also write the comparison table here.")
+    ] = None,
+    features: Annotated[
+        str,
+        typer.Option("--features", help="Embedding to compare where a task ran on several: cls or tokens."),
+    ] = "cls",
 ) -> None:
     """MODEL against BASELINE on every headline score both have: difference, seed spread, verdict."""
     from chadavit.atomic import atomic_write_text
     from chadavit_bench.compare import compare_run
-    from chadavit_bench.report import ReportError
 
+    if csv_path is not None and (csv_path.is_dir() or not csv_path.absolute().parent.is_dir()):
+        _fail(f"--csv {csv_path} must be a file in an existing folder")
     try:
         comparison, outcome = compare_run(out, model, baseline, features)
-    except (ReportError, ValueError) as error:
+    except (*_results_errors(), ValueError) as error:
         _fail(str(error))
     table = Table(title=f"{model} vs {baseline} (scores 0-100, {features} features)")
     for column in ("benchmark", model, baseline, "difference", "vs seed spread", "outcome"):
@@ -280,14 +361,14 @@ def compare_command(
     console.print(table)
     console.print(outcome.sentence())
     if csv_path is not None:
-        atomic_write_text(csv_path, comparison.to_csv(index=False))
+        try:
+            atomic_write_text(csv_path, comparison.to_csv(index=False))
+        except OSError as error:
+            _fail(f"cannot write --csv {csv_path}: {error}", code=1)
 
 
 @app.command("datasets")
-def datasets_command(
-    data_root: Path | None = _DATA,
-    manifests: list[Path] | None = _MANIFEST,
-) -> None:
+def datasets_command(data_root: DataRoot = None, manifests: Manifests = None) -> None:
     """List the datasets found under the data root, and for the others what is missing."""
     found, missing = discover(data_root, manifests or [])
     table = Table(title=f"Datasets under {data_root}")
@@ -302,23 +383,29 @@ def datasets_command(
 
 @app.command("synthetic")
 def synthetic_command(
-    out: Path = typer.Argument(..., help="Data root to write the synthetic datasets into."),
-    image_size: int = typer.Option(32, "--image-size", help="Side of the synthetic images in pixels."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random draw."),
-    scale: int = typer.Option(
-        1,
-        "--scale",
-        min=1,
-        help="Multiply every dataset's size: 1 is 6 train and 3 eval images per class, 60 NF-kB, "
-        "60 BBBC021 and 40 Bray images.",
-    ),
-    pretraining_images: int = typer.Option(
-        0,
-        "--pretraining-images",
-        min=0,
-        help="Also write this many unlabelled images as idrcell shards in OUT/pretraining, for "
-        "chadavit-train --data OUT/pretraining (same generators, another random stream).",
-    ),
+    out: Annotated[Path, typer.Argument(help="Data root to write the synthetic datasets into.")],
+    image_size: Annotated[
+        int, typer.Option("--image-size", min=8, help="Side of the synthetic images in pixels.")
+    ] = 32,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every random draw.")] = 0,
+    scale: Annotated[
+        int,
+        typer.Option(
+            "--scale",
+            min=1,
+            help="Multiply every dataset's size: 1 is 6 train and 3 eval images per class, 60 NF-kB, "
+            "60 BBBC021 and 40 Bray images.",
+        ),
+    ] = 1,
+    pretraining_images: Annotated[
+        int,
+        typer.Option(
+            "--pretraining-images",
+            min=0,
+            help="Also write this many unlabelled images as idrcell shards in OUT/pretraining, for "
+            "chadavit-train --data OUT/pretraining (same generators, another random stream).",
+        ),
+    ] = 0,
 ) -> None:
     """Write synthetic datasets in every public layout (for trying the suite without downloads)."""
     from chadavit_bench.datasets.synthetic import (
@@ -328,9 +415,14 @@ def synthetic_command(
         write_synthetic,
     )
 
+    if out.exists() and not out.is_dir():
+        _fail(f"{out} is a file; give a folder (it is created if absent)")
     config = scaled(SyntheticConfig(image_size=image_size, seed=seed), scale)
-    written = write_synthetic(out, config=config)
-    console.print(f"wrote {len(written)} synthetic datasets under {out}: {', '.join(written)}")
-    if pretraining_images:
-        keys = write_pretraining_shards(out / "pretraining", pretraining_images, image_size, seed)
-        console.print(f"wrote {len(keys)} unlabelled pretraining images under {out / 'pretraining'}")
+    try:
+        written = write_synthetic(out, config=config)
+        console.print(f"wrote {len(written)} synthetic datasets under {out}: {', '.join(written)}")
+        if pretraining_images:
+            keys = write_pretraining_shards(out / "pretraining", pretraining_images, image_size, seed)
+            console.print(f"wrote {len(keys)} unlabelled pretraining images under {out / 'pretraining'}")
+    except OSError as error:
+        _fail(f"writing under {out} failed: {error}", code=1)

@@ -8,97 +8,41 @@ figures are drawn), cache/ (embeddings), figures/, report.md and report.html.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
-import re
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from chadavit.atomic import atomic_write_text
 from chadavit_bench import __version__
-from chadavit_bench.datasets import DatasetNotFoundError, DownstreamDataset, discover
-from chadavit_bench.embed import (
-    FEATURE_KINDS,
-    Embeddings,
-    EmbedSetting,
-    channel_targets,
-    extract_embeddings,
-    read_images,
-    save_npz,
+from chadavit_bench.config import BenchConfig, quick_config
+from chadavit_bench.datasets import (
+    LOADERS,
+    DatasetFormatError,
+    DatasetNotFoundError,
+    DownstreamDataset,
+    discover,
 )
-from chadavit_bench.models import LoadedModel, ModelSpec, load_model, unique_labels
-from chadavit_bench.protocols.attention import attention_per_channel
-from chadavit_bench.protocols.joint import JointConfig, JointEmbeddingError, run_joint
-from chadavit_bench.protocols.knn import KnnConfig, run_knn
-from chadavit_bench.protocols.linear import LinearProbeConfig, run_linear_probe
-from chadavit_bench.protocols.lowdata import FRACTIONS, stratified_subset
-from chadavit_bench.protocols.reconstruction import ReconstructionConfig, run_reconstruction
-from chadavit_bench.protocols.regression import RegressionConfig, run_regression
-from chadavit_bench.results import Row, merge, read_results, rows_for, to_frame, write_tables
-from chadavit_bench.tasks import TASKS
+from chadavit_bench.models import ModelSpec, load_model, unique_labels
+from chadavit_bench.protocols.lowdata import stratified_subset
+from chadavit_bench.results import Row, merge, read_results, to_frame, write_tables
+from chadavit_bench.runjson import read_run_json, write_run_json
+from chadavit_bench.tasks import REGISTRY, TASKS, Flag, Job, Skip
+from chadavit_bench.tasks.context import ModelContext, slug
 
 logger = logging.getLogger(__name__)
 
-RECONSTRUCTION_DATASET = "bbbc021"
-JOINT_DATASETS = ("bbbc021", "bray")
+
+class OutputFolderError(ValueError):
+    """`--out` names a file, or a folder that cannot be created or written."""
 
 
-@dataclass(frozen=True)
-class BenchConfig:
-    """Everything a run needs besides models and data; defaults follow the paper."""
-
-    img_size: int = 224
-    seeds: int = 5  # the paper's linear probes average 5 seeds
-    features: tuple[str, ...] = FEATURE_KINDS
-    fractions: tuple[float, ...] = FRACTIONS
-    knn: KnnConfig = field(default_factory=KnnConfig)
-    knn_grid: bool = False
-    linear: LinearProbeConfig = field(default_factory=LinearProbeConfig)
-    regression: RegressionConfig = field(default_factory=RegressionConfig)
-    reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
-    reconstruction_inputs: tuple[str, ...] = ("DAPI", "Tubulin")
-    reconstruction_target: str = "Actin"
-    joint: JointConfig = field(default_factory=JointConfig)
-    attention_images: int = 2
-    attention_datasets: int = 4
-    max_images_per_split: int | None = None
-    batch_size: int = 64
-    workers: int = 4
-    device: str = "cpu"
-
-
-def quick_config(config: BenchConfig, seeds: int | None = None) -> BenchConfig:
-    """`--quick`: small subsets, 2 seeds, short training, no kNN grid: a smoke run of every task."""
-    return dataclasses.replace(
-        config,
-        seeds=seeds if seeds is not None else 2,
-        knn_grid=False,
-        linear=dataclasses.replace(config.linear, epochs=30, min_steps=200),
-        reconstruction=dataclasses.replace(config.reconstruction, epochs=15),
-        joint=dataclasses.replace(config.joint, max_per_group=50),
-        attention_images=1,
-        max_images_per_split=config.max_images_per_split or 256,
-    )
-
-
-@dataclass(frozen=True)
-class Job:
-    task: str
-    datasets: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Skip:
-    task: str
-    dataset: str
-    model: str  # "*" when the data are missing for every model
-    reason: str
+class BenchRunError(RuntimeError):
+    """The run started and failed (an image that cannot be read, a protocol or a write that failed)."""
 
 
 @dataclass
@@ -108,6 +52,7 @@ class RunOutcome:
     skipped: list[Skip]
     models: list[dict]
     datasets: dict[str, dict]
+    warnings: list[Flag]
 
 
 @dataclass
@@ -116,11 +61,6 @@ class Progress:
 
     start: Callable[[int], None] = lambda total: None
     advance: Callable[[str], None] = lambda description: None
-
-
-def slug(label: str) -> str:
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "model"
-    return f"{readable}-{hashlib.sha1(label.encode()).hexdigest()[:6]}"
 
 
 def cap_splits(dataset: DownstreamDataset, limit: int | None, seed: int = 0) -> DownstreamDataset:
@@ -143,225 +83,104 @@ def cap_splits(dataset: DownstreamDataset, limit: int | None, seed: int = 0) -> 
 def plan(
     tasks: Sequence[str], found: dict[str, DownstreamDataset], missing: dict[str, str], config: BenchConfig
 ) -> tuple[list[Job], list[Skip]]:
-    """The jobs to run and, for every task, the datasets it would have used but cannot."""
+    """The jobs to run and, for every task, the datasets it would have used but cannot.
+
+    A dataset that could not be loaded and that no task names (a manifest in ROOT/manifests/) is
+    listed as skipped by every task ("*"), so it never disappears without a word."""
+    unknown = [t for t in tasks if t not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
     jobs: list[Job] = []
     skips: list[Skip] = []
-    wanted_kind = {"knn": "classification", "linear": "classification", "regression": "regression"}
-    expected = {"knn": ("bloodmnist", "cyclops", "bbbc048"), "linear": ("bloodmnist", "cyclops", "bbbc048")}
-    expected["regression"] = ("nfkb",)
-    for task in tasks:
-        if task in wanted_kind:
-            names = [n for n, d in found.items() if d.kind == wanted_kind[task]]
-            jobs += [Job(task, (n,)) for n in names]
-            skips += [Skip(task, n, "*", missing[n]) for n in expected[task] if n in missing]
-        elif task == "reconstruction":
-            if RECONSTRUCTION_DATASET in found:
-                jobs.append(Job(task, (RECONSTRUCTION_DATASET,)))
-            else:
-                reason = missing.get(RECONSTRUCTION_DATASET, "not requested")
-                skips.append(Skip(task, RECONSTRUCTION_DATASET, "*", reason))
-        elif task == "joint":
-            absent = [n for n in JOINT_DATASETS if n not in found]
-            if absent:
-                reason = "; ".join(missing.get(n, f"{n} not requested") for n in absent)
-                skips.append(Skip(task, "+".join(JOINT_DATASETS), "*", reason))
-            else:
-                jobs.append(Job(task, JOINT_DATASETS))
-        elif task == "attention":
-            names = list(found)[: config.attention_datasets]
-            if names:
-                jobs.append(Job(task, tuple(names)))
-            else:
-                skips.append(Skip(task, "*", "*", "no dataset is present"))
-        else:
-            raise ValueError(f"unknown task {task!r}; expected some of {TASKS}")
+    for name in tasks:
+        task_jobs, task_skips = REGISTRY[name].datasets.plan(name, found, missing, config.attention_datasets)
+        jobs += task_jobs
+        skips += task_skips
+    skips += [Skip("*", name, "*", reason) for name, reason in missing.items() if name not in LOADERS]
     return jobs, skips
 
 
-class ModelRun:
-    """Runs the jobs for one model; embeddings are computed once per dataset and setting."""
-
-    def __init__(
-        self, loaded: LoadedModel, found: dict[str, DownstreamDataset], config: BenchConfig, out: Path
-    ):
-        self.loaded = loaded
-        self.found = found
-        self.config = config
-        self.out = out
-        self.cache_dir = out / "cache"
-        self._memory: dict[tuple[str, EmbedSetting], Embeddings] = {}
-
-    @property
-    def label(self) -> str:
-        return self.loaded.label
-
-    def embeddings(self, name: str, setting: EmbedSetting | None = None) -> Embeddings:
-        setting = setting or EmbedSetting(img_size=self.config.img_size)
-        if (name, setting) not in self._memory:
-            self._memory[(name, setting)] = extract_embeddings(
-                self.loaded.model,
-                self.loaded.checksum,
-                self.found[name],
-                setting,
-                self.cache_dir,
-                batch_size=self.config.batch_size,
-                device=self.config.device,
-                workers=self.config.workers,
+def check_requested(
+    found: dict[str, DownstreamDataset],
+    missing: dict[str, str],
+    manifests: Sequence[Path],
+    names: Sequence[str] | None,
+) -> None:
+    """A dataset the user named (`--dataset`, `--manifest`) that cannot be used is an error, not a skip."""
+    for path in manifests:
+        for key in (str(path), path.stem):
+            if key in missing:
+                raise DatasetFormatError(f"--manifest {path}: {missing[key]}")
+    for name in names or ():
+        if name in missing:
+            raise DatasetNotFoundError(missing[name])
+        if name not in found and Path(name).stem not in found:
+            raise DatasetNotFoundError(
+                f"--dataset {name!r} is neither a dataset ({', '.join(LOADERS)}) nor a manifest's name"
             )
-        return self._memory[(name, setting)]
-
-    def run(self, job: Job) -> tuple[list[Row], list[Skip]]:
-        handler = getattr(self, f"_{job.task}")
-        return handler(*job.datasets)
-
-    def _splits(self, name: str) -> tuple[DownstreamDataset, np.ndarray, np.ndarray]:
-        dataset = self.found[name]
-        return dataset, dataset.indices(dataset.fit_split), dataset.indices(dataset.eval_split)
-
-    def _knn(self, name: str) -> tuple[list[Row], list[Skip]]:
-        dataset, fit, evaluate = self._splits(name)
-        labels = dataset.labels(range(len(dataset)))
-        rows = []
-        for kind in self.config.features:
-            x = self.embeddings(name).features(kind)
-            metrics = run_knn(
-                x[fit], labels[fit], x[evaluate], labels[evaluate], len(dataset.class_names),
-                self.config.knn, grid=self.config.knn_grid,
-            )  # fmt: skip
-            rows += rows_for(metrics, self.label, name, "knn", kind, 1.0, 0)
-        return rows, []
-
-    def _linear(self, name: str) -> tuple[list[Row], list[Skip]]:
-        dataset, fit, evaluate = self._splits(name)
-        labels = dataset.labels(range(len(dataset)))
-        rows = []
-        for kind in self.config.features:
-            x = self.embeddings(name).features(kind)
-            for fraction in self.config.fractions:
-                for seed in range(self.config.seeds):
-                    chosen = fit[stratified_subset(labels[fit], fraction, seed)]
-                    metrics = run_linear_probe(
-                        x[chosen], labels[chosen], x[evaluate], labels[evaluate], len(dataset.class_names),
-                        seed, self.config.linear,
-                    )  # fmt: skip
-                    rows += rows_for(metrics, self.label, name, "linear", kind, fraction, seed)
-        return rows, []
-
-    def _regression(self, name: str) -> tuple[list[Row], list[Skip]]:
-        dataset, fit, evaluate = self._splits(name)
-        targets = dataset.targets(range(len(dataset)))
-        rows = []
-        for kind in self.config.features:
-            x = self.embeddings(name).features(kind)
-            metrics = run_regression(
-                x[fit], targets[fit], x[evaluate], targets[evaluate], self.config.regression
-            )
-            rows += rows_for(metrics, self.label, name, "regression", kind, 1.0, 0)
-        return rows, []
-
-    def _reconstruction(self, name: str) -> tuple[list[Row], list[Skip]]:
-        dataset, fit, evaluate = self._splits(name)
-        settings = self.config.reconstruction
-        setting = EmbedSetting(
-            img_size=self.config.img_size,
-            channels=self.config.reconstruction_inputs,
-            patch_maps=settings.use_patch_tokens,
-        )
-        embeddings = self.embeddings(name, setting)
-        if settings.use_patch_tokens:
-            x, kind = embeddings.patch_maps, "patch-map"
-        else:
-            x, kind = embeddings.cls, "cls"
-        targets = channel_targets(
-            dataset,
-            self.config.reconstruction_target,
-            settings.target_size,
-            self.cache_dir,
-            self.config.workers,
-        )
-        rows = []
-        for seed in range(self.config.seeds):
-            metrics = run_reconstruction(x[fit], targets[fit], x[evaluate], targets[evaluate], seed, settings)
-            rows += rows_for(metrics, self.label, name, "reconstruction", kind, 1.0, seed)
-        return rows, []
-
-    def _joint(self, first: str, second: str) -> tuple[list[Row], list[Skip]]:
-        compounds = {n: self.found[n].groups(range(len(self.found[n]))) for n in (first, second)}
-        rows: list[Row] = []
-        for kind in self.config.features:
-            embeddings = {n: self.embeddings(n).features(kind) for n in (first, second)}
-            # The figure shows the first feature kind; UMAP costs seconds, so only that one gets it.
-            for_figure = kind == self.config.features[0]
-            try:
-                result = run_joint(
-                    embeddings, compounds, seed=0, config=self.config.joint, with_umap=for_figure
-                )
-            except JointEmbeddingError as error:
-                return [], [Skip("joint", f"{first}+{second}", self.label, str(error))]
-            rows += rows_for(result.metrics, self.label, f"{first}+{second}", "joint", kind, 1.0, 0)
-            if for_figure and result.umap is not None:
-                save_npz(
-                    self.out / "artifacts" / "joint" / f"{slug(self.label)}.npz",
-                    model=np.array(self.label),
-                    features=np.array(kind),
-                    pca=result.pca,
-                    umap=result.umap,
-                    dataset=result.dataset,
-                    compound=result.compound,
-                    explained_variance=np.array(result.explained_variance),
-                )
-        return rows, []
-
-    def _attention(self, *names: str) -> tuple[list[Row], list[Skip]]:
-        arrays: dict[str, np.ndarray] = {}
-        meta = []
-        for name in names:
-            dataset = self.found[name]
-            chosen = dataset.indices(dataset.eval_split)[: self.config.attention_images]
-            positions = list(range(dataset.n_channels))
-            images = read_images(dataset, chosen, positions, self.config.img_size, workers=1)
-            try:
-                maps = attention_per_channel(self.loaded.model, images, self.config.device)
-            except (TypeError, NotImplementedError) as error:
-                return [], [Skip("attention", name, self.label, str(error))]
-            for index, image, attention in zip(chosen, images, maps, strict=True):
-                arrays[f"image_{len(meta)}"] = image.numpy()
-                arrays[f"attention_{len(meta)}"] = attention
-                meta.append(
-                    {
-                        "dataset": name,
-                        "key": dataset.records[index].key,
-                        "channels": list(dataset.channel_names),
-                    }
-                )
-        save_npz(
-            self.out / "artifacts" / "attention" / f"{slug(self.label)}.npz",
-            meta=np.array(json.dumps({"model": self.label, "samples": meta})),
-            **arrays,
-        )
-        return [], []
 
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+def check_output_folder(out: Path) -> None:
+    """Refuse, before any work, an --out that is a file or lies where no folder can be made."""
+    if out.exists():
+        if not out.is_dir():
+            raise OutputFolderError(f"--out {out} is a file; give a folder (it is created if absent)")
+        existing = out
+    else:
+        existing = next(p for p in out.absolute().parents if p.exists())
+        if not existing.is_dir():
+            raise OutputFolderError(f"--out {out} cannot be created: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputFolderError(f"--out {out} cannot be written: no write permission on {existing}")
 
 
-def write_run_json(out: Path, outcome: RunOutcome, config: BenchConfig, tasks: Sequence[str]) -> None:
-    """run.json: merged with an earlier run in the same folder, like the result table."""
-    previous = _read_json(out / "run.json")
+def run_json_document(
+    previous: dict, outcome: RunOutcome, config: BenchConfig, tasks: Sequence[str], replaced: set[tuple]
+) -> dict:
+    """run.json merged with an earlier run in the same folder, like the result table."""
     models = {m["label"]: m for m in previous.get("models", [])}
     models.update({m["label"]: m for m in outcome.models})
     datasets = {**previous.get("datasets", {}), **outcome.datasets}
     skipped = [s for s in previous.get("skipped", []) if s["task"] not in tasks]
     skipped += [asdict(s) for s in outcome.skipped]
-    document = {
+    # A warning stays as long as the rows it is about: dropped when a run replaced them.
+    warnings = [
+        w for w in previous.get("warnings", []) if (w["model"], w["dataset"], w["task"]) not in replaced
+    ]
+    warnings += [asdict(w) for w in outcome.warnings]
+    return {
         "chadavit_bench_version": __version__,
         "models": list(models.values()),
         "datasets": datasets,
         "skipped": skipped,
+        "warnings": warnings,
         "config": json.loads(json.dumps(asdict(config), default=list)),
     }
-    atomic_write_text(out / "run.json", json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def _model_info(spec: ModelSpec, loaded) -> dict:
+    return {
+        "label": loaded.label,
+        "spec": spec.text,
+        "source": spec.source,
+        "architecture": loaded.architecture,
+        "name": str(getattr(loaded.model.config, "name", "")),
+        "embed_dim": int(getattr(loaded.model, "embed_dim", 0)),
+        "parameters": int(sum(p.numel() for p in loaded.model.parameters())),
+        "checksum": loaded.checksum,
+    }
+
+
+def _dataset_info(dataset: DownstreamDataset) -> dict:
+    return {
+        "kind": dataset.kind,
+        "images": len(dataset),
+        "channels": list(dataset.channel_names),
+        "classes": len(dataset.class_names),
+        "fit_split": dataset.fit_split,
+        "eval_split": dataset.eval_split,
+        "fingerprint": dataset.fingerprint(),
+    }
 
 
 def run_all(
@@ -374,17 +193,22 @@ def run_all(
     datasets: Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> RunOutcome:
-    """Run `tasks` for every model on every dataset present; write tables, run.json and the report."""
+    """Run `tasks` for every model on every dataset present; write tables, run.json and the report.
+
+    Unusable inputs raise before any work (`ModelSpecError`, `DatasetNotFoundError`,
+    `DatasetFormatError`, `OutputFolderError`, `ResultsError`, `RunFileError`, `ValueError`); a
+    failure once the evaluation has started raises `BenchRunError`.
+    """
     from chadavit_bench.report import build_report  # the report imports matplotlib: only when needed
 
     progress = progress or Progress()
-    unknown = [t for t in tasks if t not in TASKS]
-    if unknown:
-        raise ValueError(f"unknown tasks {unknown}; expected some of {list(TASKS)}")
     specs = unique_labels(list(specs))
     if not specs:
         raise ValueError("give at least one --model")
+    check_output_folder(out)
+    previous_results, previous_run = read_results(out), read_run_json(out)  # unreadable: fail now
     found, missing = discover(data_root, manifests, datasets)
+    check_requested(found, missing, manifests, datasets)
     found = {name: cap_splits(dataset, config.max_images_per_split) for name, dataset in found.items()}
     jobs, skipped = plan(tasks, found, missing, config)
     if not jobs:
@@ -392,56 +216,51 @@ def run_all(
         raise DatasetNotFoundError(f"nothing to run under {data_root}: {reasons}")
     progress.start(len(specs) * len(jobs))
     rows: list[Row] = []
+    flags: list[Flag] = []
     model_info = []
     for spec in specs:
         loaded = load_model(spec, config.device)
         out.mkdir(parents=True, exist_ok=True)  # only now: a model that does not load leaves no folder
-        model_info.append(
-            {
-                "label": loaded.label,
-                "spec": spec.text,
-                "source": spec.source,
-                "architecture": loaded.architecture,
-                "name": str(getattr(loaded.model.config, "name", "")),
-                "embed_dim": int(getattr(loaded.model, "embed_dim", 0)),
-                "parameters": int(sum(p.numel() for p in loaded.model.parameters())),
-                "checksum": loaded.checksum,
-            }
-        )
-        runner = ModelRun(loaded, found, config, out)
+        model_info.append(_model_info(spec, loaded))
+        context = ModelContext(loaded, found, config, out)
         for job in jobs:
-            logger.info("%s: %s on %s", loaded.label, job.task, "+".join(job.datasets))
-            job_rows, job_skips = runner.run(job)
-            rows += job_rows
-            skipped += job_skips
+            where = f"{loaded.label}: {job.task} on {'+'.join(job.datasets)}"
+            logger.info("%s", where)
+            try:
+                output = REGISTRY[job.task].run(context, job.datasets)
+            except (OSError, ValueError, RuntimeError) as error:  # dataset errors are one of these
+                raise BenchRunError(f"{where} failed: {error}") from error
+            rows += output.rows
+            skipped += output.skips
+            flags += output.flags
             progress.advance(f"{loaded.label} · {job.task} · {'+'.join(job.datasets)}")
-    results = merge(read_results(out), to_frame(rows))
-    dataset_info = {
-        name: {
-            "kind": d.kind,
-            "images": len(d),
-            "channels": list(d.channel_names),
-            "classes": len(d.class_names),
-            "fit_split": d.fit_split,
-            "eval_split": d.eval_split,
-            "fingerprint": d.fingerprint(),
-        }
-        for name, d in found.items()
-    }
-    outcome = RunOutcome(out, results, skipped, model_info, dataset_info)
-    write_tables(out, results)
-    write_run_json(out, outcome, config, tasks)
-    build_report(out)
+    new = to_frame(rows)
+    replaced = set(map(tuple, new[["model", "dataset", "task"]].drop_duplicates().to_numpy()))
+    results = merge(previous_results, new)
+    dataset_info = {name: _dataset_info(d) for name, d in found.items()}
+    outcome = RunOutcome(out, results, skipped, model_info, dataset_info, flags)
+    document = run_json_document(previous_run, outcome, config, tasks, replaced)
+    try:
+        write_tables(out, results, document["warnings"])
+        write_run_json(out, document)
+        build_report(out)
+    except OSError as error:
+        raise BenchRunError(f"writing the results under {out} failed: {error}") from error
     return outcome
 
 
 __all__ = [
     "TASKS",
     "BenchConfig",
+    "BenchRunError",
+    "Flag",
     "Job",
+    "OutputFolderError",
     "Progress",
     "RunOutcome",
     "Skip",
+    "plan",
     "quick_config",
     "run_all",
+    "slug",
 ]

@@ -1,0 +1,50 @@
+"""`BenchConfig`: everything a run needs besides models and data; defaults follow the paper."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from chadavit_bench.embed import FEATURE_KINDS
+from chadavit_bench.protocols.joint import JointConfig
+from chadavit_bench.protocols.knn import KnnConfig
+from chadavit_bench.protocols.linear import LinearProbeConfig
+from chadavit_bench.protocols.lowdata import FRACTIONS
+from chadavit_bench.protocols.reconstruction import ReconstructionConfig
+from chadavit_bench.protocols.regression import RegressionConfig
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    img_size: int = 224
+    seeds: int = 5  # the paper's linear probes average 5 seeds
+    features: tuple[str, ...] = FEATURE_KINDS
+    fractions: tuple[float, ...] = FRACTIONS
+    knn: KnnConfig = field(default_factory=KnnConfig)
+    knn_grid: bool = False
+    linear: LinearProbeConfig = field(default_factory=LinearProbeConfig)
+    regression: RegressionConfig = field(default_factory=RegressionConfig)
+    reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
+    reconstruction_inputs: tuple[str, ...] = ("DAPI", "Tubulin")
+    reconstruction_target: str = "Actin"
+    joint: JointConfig = field(default_factory=JointConfig)
+    attention_images: int = 2
+    attention_datasets: int = 4
+    max_images_per_split: int | None = None
+    batch_size: int = 64
+    workers: int = 4
+    device: str = "cpu"
+
+
+def quick_config(config: BenchConfig, seeds: int | None = None) -> BenchConfig:
+    """`--quick`: small subsets, 2 seeds, short training, no kNN grid: a smoke run of every task."""
+    return dataclasses.replace(
+        config,
+        seeds=seeds if seeds is not None else 2,
+        knn_grid=False,
+        linear=dataclasses.replace(config.linear, epochs=30, min_steps=200),
+        reconstruction=dataclasses.replace(config.reconstruction, epochs=15),
+        joint=dataclasses.replace(config.joint, max_per_group=50),
+        attention_images=1,
+        max_images_per_split=config.max_images_per_split or 256,
+    )

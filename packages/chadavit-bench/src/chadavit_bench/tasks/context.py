@@ -1,0 +1,89 @@
+"""What a task's run function gets: one loaded model, the datasets found, the settings, the output folder.
+
+Embeddings are computed once per dataset and setting and shared by every task of the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from chadavit_bench.datasets.base import DownstreamDataset
+from chadavit_bench.embed import Embeddings, EmbedSetting, extract_embeddings
+from chadavit_bench.models import LoadedModel
+from chadavit_bench.results import Row, rows_for
+from chadavit_bench.tasks.base import Flag, TaskOutput
+
+if TYPE_CHECKING:
+    from chadavit_bench.config import BenchConfig
+
+
+def slug(label: str) -> str:
+    """A file name for a model label: readable part plus a short hash, so distinct labels never collide."""
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "model"
+    return f"{readable}-{hashlib.sha1(label.encode()).hexdigest()[:6]}"
+
+
+class ModelContext:
+    def __init__(
+        self, loaded: LoadedModel, found: dict[str, DownstreamDataset], config: BenchConfig, out: Path
+    ):
+        self.loaded = loaded
+        self.found = found
+        self.config = config
+        self.out = out
+        self.cache_dir = out / "cache"
+        self._memory: dict[tuple[str, EmbedSetting], Embeddings] = {}
+
+    @property
+    def label(self) -> str:
+        return self.loaded.label
+
+    def embeddings(self, name: str, setting: EmbedSetting | None = None) -> Embeddings:
+        setting = setting or EmbedSetting(img_size=self.config.img_size)
+        if (name, setting) not in self._memory:
+            self._memory[(name, setting)] = extract_embeddings(
+                self.loaded.model,
+                self.loaded.checksum,
+                self.found[name],
+                setting,
+                self.cache_dir,
+                batch_size=self.config.batch_size,
+                device=self.config.device,
+                workers=self.config.workers,
+            )
+        return self._memory[(name, setting)]
+
+    def splits(self, name: str) -> tuple[DownstreamDataset, np.ndarray, np.ndarray]:
+        """The dataset and the positions of its fit and eval splits."""
+        dataset = self.found[name]
+        return dataset, dataset.indices(dataset.fit_split), dataset.indices(dataset.eval_split)
+
+    def rows(
+        self, metrics: dict[str, float], dataset: str, task: str, features: str, regime: float, seed: int
+    ) -> list[Row]:
+        return rows_for(metrics, self.label, dataset, task, features, regime, seed)
+
+    def unusable_features(
+        self, x: np.ndarray, dataset: str, task: str, kind: str, metric: str
+    ) -> TaskOutput | None:
+        """When some embeddings are NaN or infinite: a flag and a NaN `metric` instead of a score.
+
+        A protocol fed NaN still returns a number (kNN votes for class 0: chance accuracy), which would
+        read as a real, if poor, result; NaN in the table and a flag say what happened."""
+        bad = int((~np.isfinite(x.reshape(len(x), -1))).any(axis=1).sum())
+        if not bad:
+            return None
+        reason = f"{bad} of {len(x)} embeddings of {dataset} are not finite (NaN or inf): not evaluated"
+        return TaskOutput(
+            rows=self.rows({metric: math.nan}, dataset, task, kind, 1.0, 0),
+            flags=[Flag(self.label, dataset, task, kind, reason)],
+        )
+
+    def flag(self, dataset: str, task: str, kind: str, reason: str | None) -> list[Flag]:
+        return [] if reason is None else [Flag(self.label, dataset, task, kind, reason)]

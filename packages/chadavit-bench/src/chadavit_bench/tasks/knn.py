@@ -1,0 +1,56 @@
+"""`knn`: weighted kNN on cosine similarity, on every classification dataset."""
+
+from __future__ import annotations
+
+from chadavit_bench.report.context import ReportContext
+from chadavit_bench.report.document import Block, Heading, Paragraph, Table
+from chadavit_bench.tasks.base import Headline, Task, TaskOutput
+from chadavit_bench.tasks.checks import one_class
+from chadavit_bench.tasks.context import ModelContext
+from chadavit_bench.tasks.selection import EachOfKind
+
+PUBLIC_DATASETS = ("bloodmnist", "cyclops", "bbbc048")
+
+
+def run(context: ModelContext, datasets: tuple[str, ...]) -> TaskOutput:
+    from chadavit_bench.protocols.knn import run_knn  # scikit-learn: only when a task runs
+
+    (name,) = datasets
+    dataset, fit, evaluate = context.splits(name)
+    labels = dataset.labels(range(len(dataset)))
+    warning = one_class(labels[fit], labels[evaluate], dataset.class_names)
+    output = TaskOutput()
+    for kind in context.config.features:
+        x = context.embeddings(name).features(kind)
+        unusable = context.unusable_features(x, name, "knn", kind, "accuracy")
+        if unusable is not None:
+            output.add(unusable)
+            continue
+        metrics = run_knn(
+            x[fit], labels[fit], x[evaluate], labels[evaluate], len(dataset.class_names),
+            context.config.knn, grid=context.config.knn_grid,
+        )  # fmt: skip
+        output.rows += context.rows(metrics, name, "knn", kind, 1.0, 0)
+        output.flags += context.flag(name, "knn", kind, warning)
+    return output
+
+
+def section(report: ReportContext) -> list[Block]:
+    table = report.table("knn", ["accuracy", "f1_macro"])
+    if table is None:
+        return []
+    return [
+        Heading("kNN classification"),
+        Paragraph("Cosine similarity, weighted vote, k = 20, T = 0.07."),
+        Table(table),
+    ]
+
+
+TASK = Task(
+    name="knn",
+    help="weighted kNN on cosine similarity (classification datasets)",
+    datasets=EachOfKind("classification", PUBLIC_DATASETS),
+    run=run,
+    headline=Headline("accuracy", "kNN acc."),
+    section=section,
+)

@@ -1,0 +1,49 @@
+"""`regression`: ridge regression of the target (NF-kB and regression manifests)."""
+
+from __future__ import annotations
+
+from chadavit_bench.report.context import ReportContext
+from chadavit_bench.report.document import Block, Heading, Paragraph, Table
+from chadavit_bench.tasks.base import Headline, Task, TaskOutput
+from chadavit_bench.tasks.checks import constant_target
+from chadavit_bench.tasks.context import ModelContext
+from chadavit_bench.tasks.selection import EachOfKind
+
+
+def run(context: ModelContext, datasets: tuple[str, ...]) -> TaskOutput:
+    from chadavit_bench.protocols.regression import run_regression  # scikit-learn: only when a task runs
+
+    (name,) = datasets
+    dataset, fit, evaluate = context.splits(name)
+    targets = dataset.targets(range(len(dataset)))
+    warning = constant_target(targets[fit], targets[evaluate])
+    output = TaskOutput()
+    for kind in context.config.features:
+        x = context.embeddings(name).features(kind)
+        unusable = context.unusable_features(x, name, "regression", kind, "r2")
+        if unusable is not None:
+            output.add(unusable)
+            continue
+        metrics = run_regression(
+            x[fit], targets[fit], x[evaluate], targets[evaluate], context.config.regression
+        )
+        output.rows += context.rows(metrics, name, "regression", kind, 1.0, 0)
+        output.flags += context.flag(name, "regression", kind, warning)
+    return output
+
+
+def section(report: ReportContext) -> list[Block]:
+    table = report.table("regression")
+    if table is None:
+        return []
+    return [Heading("Regression"), Paragraph("Ridge regression on standardised features."), Table(table)]
+
+
+TASK = Task(
+    name="regression",
+    help="ridge regression of the target (NF-kB and regression manifests)",
+    datasets=EachOfKind("regression", ("nfkb",)),
+    run=run,
+    headline=Headline("r2", "R2"),
+    section=section,
+)
