@@ -188,6 +188,17 @@ class IDRClient:
     async def get_jpeg(self, path: str, params: list[tuple[str, str]] | None = None) -> bytes:
         return await self._request(path, params, expect="jpeg")
 
+    async def get_bytes(self, url: str) -> bytes | None:
+        """The raw body at an absolute URL (an OME-Zarr file on object storage), None for a 404.
+
+        Same retries, backoff and concurrency cap as the API routes (the semaphore is shared)."""
+        try:
+            return await self._request(url, None, expect="any")
+        except PermanentHTTPError as error:
+            if error.status == 404:
+                return None
+            raise
+
     async def list_all(self, path: str, params: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
         """Every item of a paged `/api/v0/` listing, paging by the `limit` the server says it used."""
         items: list[dict[str, Any]] = []
