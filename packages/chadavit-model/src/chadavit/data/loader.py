@@ -1,4 +1,8 @@
-"""The training input pipeline: shards -> split by rank and worker -> shuffle -> decode -> bucket -> views.
+"""The training input pipeline, a webdataset pipeline per loader stream.
+
+shard list -> split by node (rank) -> split by worker (stream) -> `wds.tarfile_to_samples` (broken
+members counted and skipped) -> seeded `wds.shuffle` -> decode -> channel-count buckets -> batches
+-> numbered steps -> views. The stages webdataset does not have are in `chadavit.data.stages`.
 
 Determinism is the design constraint: what batch `s` of epoch `e` on rank `r` holds is a pure
 function of (seed, e, r, s) and the config, whatever happened before, so a resumed run sees exactly
@@ -18,17 +22,20 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
+import webdataset as wds
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from chadavit.batch import ChannelBatch
 from chadavit.data.augment import AugmentConfig, multi_crop
-from chadavit.data.buckets import batches_by_channel_count, plain_batches
+from chadavit.data.buckets import batches_by_channel_count
 from chadavit.data.shards import (
     IMAGE_SIZE,
     DataError,
@@ -37,12 +44,20 @@ from chadavit.data.shards import (
     SampleError,
     count_samples,
     decode_sample,
-    iter_raw_samples,
     list_shards,
 )
-from chadavit.seeding import augment_generator, seeded_generator
+from chadavit.data.stages import (
+    Sample,
+    ShardPasses,
+    ShardRef,
+    deal_samples,
+    number_steps,
+    split_shards,
+)
+from chadavit.seeding import augment_generator, derive_seed, seeded_generator
 
 logger = logging.getLogger(__name__)
+_FILE_NAME = re.compile(r"name='([^']*)'")  # in the repr of an open file
 _WORKER_START = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
 
 
@@ -78,31 +93,6 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class StreamPart:
-    """Which samples a rank or stream reads: sample `j` of shard `k` (index in the sorted list) is
-    in the part when `k` is in `shards` and `(j + k) % stride == offset`."""
-
-    shards: tuple[int, ...]
-    stride: int = 1
-    offset: int = 0
-
-    def keeps(self, shard_index: int, position: int) -> bool:
-        return (position + shard_index) % self.stride == self.offset
-
-    def split(self, parts: int, index: int) -> StreamPart:
-        """Part `index` of `parts` disjoint parts: by shard while there are enough, else by sample."""
-        if self.stride == 1 and len(self.shards) >= parts:
-            return StreamPart(self.shards[index::parts])
-        return StreamPart(self.shards, self.stride * parts, self.offset + index * self.stride)
-
-    def count(self, shard_sizes: tuple[int, ...]) -> int:
-        return sum(
-            sum(1 for j in range(shard_sizes[k]) if self.keeps(k, j)) if self.stride > 1 else shard_sizes[k]
-            for k in self.shards
-        )
-
-
-@dataclass(frozen=True)
 class ShardSet:
     """The shards of a data dir with their sample counts (from tar headers)."""
 
@@ -126,9 +116,16 @@ class ShardSet:
     def total(self) -> int:
         return sum(self.sizes)
 
-    def rank_part(self, seed: int, epoch: int, rank: int, world_size: int) -> StreamPart:
-        order = torch.randperm(len(self.paths), generator=seeded_generator("shards", seed, epoch)).tolist()
-        return StreamPart(tuple(order)).split(world_size, rank)
+    def refs(self) -> list[ShardRef]:
+        """The shards in sorted order, whole."""
+        pairs = zip(self.paths, self.sizes, strict=True)
+        return [ShardRef(str(path), index, size) for index, (path, size) in enumerate(pairs)]
+
+    def epoch_order(self, seed: int, epoch: int) -> list[ShardRef]:
+        """The shard list of one epoch: the same seeded order on every rank."""
+        refs = self.refs()
+        order = torch.randperm(len(refs), generator=seeded_generator("shards", seed, epoch)).tolist()
+        return [refs[i] for i in order]
 
 
 @dataclass(frozen=True)
@@ -206,8 +203,8 @@ def plan_epochs(shard_set: ShardSet, data: DataConfig, rank: int, world_size: in
     """(steps per epoch, loader streams) for this rank; raises DataError when a rank would have nothing."""
     if shard_set.total < world_size:
         raise DataError(f"the dataset has {shard_set.total} samples, fewer than the {world_size} ranks")
-    rank_part = StreamPart(tuple(range(len(shard_set.paths)))).split(world_size, rank)
-    if rank_part.count(shard_set.sizes) == 0:
+    rank_part = list(split_shards(shard_set.refs(), world_size, rank))
+    if _count(rank_part) == 0:
         raise DataError(
             f"rank {rank} of {world_size} would get no samples with {shard_set.total} samples "
             f"in {len(shard_set.paths)} shards; use fewer ranks"
@@ -224,11 +221,127 @@ def plan_epochs(shard_set: ShardSet, data: DataConfig, rank: int, world_size: in
             )
     # Fewer streams than workers asked for when the dataset is too small to give each one a sample.
     streams = max(1, data.num_workers)
-    while (
-        streams > 1 and min(rank_part.split(streams, v).count(shard_set.sizes) for v in range(streams)) == 0
-    ):
+    while streams > 1 and min(_count(split_shards(rank_part, streams, v)) for v in range(streams)) == 0:
         streams -= 1
     return steps, streams
+
+
+def _count(shards: Iterable[ShardRef]) -> int:
+    return sum(shard.count for shard in shards)
+
+
+def stream_shards(plan: EpochPlan, stream: int) -> list[ShardRef]:
+    """shard list -> split by node -> split by worker: the shards loader stream `stream` reads."""
+    epoch_shards = plan.shard_set.epoch_order(plan.seed, plan.epoch)
+    rank_part = list(split_shards(epoch_shards, plan.world_size, plan.rank))
+    part = list(split_shards(rank_part, plan.n_streams, stream))
+    # A tiny rank part dealt to more streams than it has samples (possible in some epochs): this
+    # stream reads the whole rank part instead; ranks stay disjoint.
+    return part if _count(part) else rank_part
+
+
+class SkipLog:
+    """Unreadable data of one stream: counted, warned about once, and remembered.
+
+    A sample that does not decode is remembered by key so that later passes drop it unread and
+    uncounted; `take()` hands the count met since the last call to the batch being made.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.broken: set[str] = set()
+
+    def skip(self, where: str, reason: str) -> None:
+        self.count += 1
+        logger.warning("skipping unreadable data %s: %s", where, reason)
+
+    def read_error(self, error: Exception) -> bool:
+        """webdataset's exception handler for reading tars: count, warn, and go on with the next
+        member (True) or, after a member's data failed to read, with the next shard (False)."""
+        args = getattr(error, "args", ())
+        reason = str(args[0]) if args else type(error).__name__
+        # A failure of a whole shard (opening, reading a header) comes with the shard's URL appended
+        # to the arguments. A member whose data failed comes with only " @ <file object>" appended to
+        # the message: the tar stream has lost its place there, so the shard ends now (one report)
+        # rather than at the next header (a second report of the same damage).
+        url = next((arg for arg in reversed(args[1:]) if isinstance(arg, str)), None)
+        in_member = url is None and " @ " in reason
+        if in_member:
+            reason, _, stream = reason.rpartition(" @ ")
+            named = _FILE_NAME.search(stream)
+            url = named.group(1) if named else None
+        shard = Path(url).name if url else "in a shard"
+        self.skip(shard, f"shard is truncated or corrupt: {type(error).__name__}: {reason}")
+        return not in_member
+
+    def is_new(self, sample: Sample) -> bool:
+        return sample["__key__"] not in self.broken
+
+    def take(self) -> int:
+        count, self.count = self.count, 0
+        return count
+
+
+def _decode(plan: EpochPlan, skips: SkipLog, sample: Sample) -> DecodedSample | None:
+    """The sample decoded, or None (webdataset's `map` drops it) when it does not follow idrcell-v1."""
+    members = {suffix: data for suffix, data in sample.items() if not suffix.startswith("__")}
+    # Position -1: webdataset does not number samples, and decoding does not need it.
+    raw = RawSample(sample["__key__"], Path(sample["__url__"]).name, -1, members)
+    try:
+        return decode_sample(raw, plan.data.image_size, plan.max_channels)
+    except SampleError as error:
+        skips.broken.add(raw.key)
+        skips.skip(f"{raw.shard}:{raw.key}", str(error))
+        return None
+
+
+def _to_batch(plan: EpochPlan, numbered: tuple[int, list[DecodedSample], int]) -> MultiCropBatch:
+    """One step's `MultiCropBatch` in the plan's output form (views, decoded images or keys only)."""
+    step, samples, skipped = numbered
+    keys = tuple(sample.key for sample in samples)
+    counts = torch.tensor([sample.n_channels for sample in samples], dtype=torch.long)
+    if plan.output == "keys":
+        return MultiCropBatch(counts, (), (), keys, step, skipped)
+    if plan.output == "images":
+        images = torch.cat([sample.pixels for sample in samples])
+        return MultiCropBatch(counts, (), (), keys, step, skipped, images)
+    generator = augment_generator(plan.seed, plan.epoch, step, plan.rank)
+    views = multi_crop([sample.pixels for sample in samples], generator, plan.augment)
+    return MultiCropBatch(views.channel_counts, views.global_views, views.local_views, keys, step, skipped)
+
+
+def stream_pipeline(plan: EpochPlan, stream: int) -> wds.DataPipeline:
+    """The `MultiCropBatch`es of loader stream `stream`: steps stream, stream + n_streams, ..."""
+    data = plan.data
+    shards = stream_shards(plan, stream)
+    skips = SkipLog()
+    ids = (plan.seed, plan.epoch, plan.rank, stream)
+    passes = wds.DataPipeline(
+        ShardPasses(shards, "pass", *ids),
+        wds.tarfile_to_samples(handler=skips.read_error),
+        deal_samples(shards),
+        wds.select(skips.is_new),
+    ).repeat()  # pass after pass until the steps are done; stops after a pass that read nothing
+    # A buffer larger than the part would only hold repeats of it before the first sample leaves.
+    # It holds undecoded samples (compressed PNGs: a few times less memory than pixels).
+    buffer = min(data.shuffle_buffer, _count(shards))
+    if data.group_by_channels:
+        max_pending = data.max_pending_batches * data.batch_size
+        batches = wds.pipelinefilter(batches_by_channel_count)(data.batch_size, max_pending)
+    else:
+        batches = wds.batched(data.batch_size, collation_fn=None, partial=False)
+    dry = (
+        f"rank {plan.rank} loader stream {stream} found no readable sample in its {len(shards)} "
+        "shards; check the shards under the data directory"
+    )
+    return wds.DataPipeline(
+        passes,
+        wds.shuffle(buffer, initial=buffer, seed=derive_seed("buffer", *ids)),
+        wds.map(partial(_decode, plan, skips)),
+        batches,
+        number_steps(range(stream, plan.steps, plan.n_streams), plan.start_step, skips.take, dry),
+        wds.map(partial(_to_batch, plan)),
+    )
 
 
 class EpochStream(IterableDataset):
@@ -237,61 +350,6 @@ class EpochStream(IterableDataset):
     def __init__(self, plan: EpochPlan) -> None:
         super().__init__()
         self.plan = plan
-        self._skipped = 0
-
-    def _on_skip(self, where: str, reason: str) -> None:
-        self._skipped += 1
-        logger.warning("skipping unreadable data %s: %s", where, reason)
-
-    def _decode(self, raw: RawSample, broken: set[str]) -> DecodedSample | None:
-        try:
-            return decode_sample(raw, self.plan.data.image_size, self.plan.max_channels)
-        except SampleError as error:
-            broken.add(raw.key)  # reported once, then skipped unread on later passes
-            self._on_skip(f"{raw.shard}:{raw.key}", str(error))
-            return None
-
-    def _samples(self, part: StreamPart, stream: int) -> Iterator[DecodedSample]:
-        """The part's decodable samples, repeated with a fresh shard order each pass, shuffled.
-
-        The shuffle buffer holds undecoded samples (compressed PNGs: a few times less memory);
-        a sample is decoded as it leaves.
-        """
-        plan = self.plan
-        buffer: list[RawSample] = []
-        broken: set[str] = set()
-        # A buffer larger than the part would only hold repeats of it before the first sample leaves.
-        buffer_size = min(plan.data.shuffle_buffer, part.count(plan.shard_set.sizes))
-        shuffle = seeded_generator("buffer", plan.seed, plan.epoch, plan.rank, stream)
-        pass_index = 0
-        while True:
-            order = torch.randperm(
-                len(part.shards),
-                generator=seeded_generator("pass", plan.seed, plan.epoch, plan.rank, stream, pass_index),
-            ).tolist()
-            readable = 0
-            for shard_index in (part.shards[i] for i in order):
-                path = plan.shard_set.paths[shard_index]
-                for raw in iter_raw_samples(path, lambda j, k=shard_index: part.keeps(k, j), self._on_skip):
-                    if raw.key in broken:
-                        continue
-                    readable += 1
-                    if len(buffer) < buffer_size:
-                        buffer.append(raw)
-                        continue
-                    leaving = raw
-                    if buffer_size:
-                        slot = int(torch.randint(0, len(buffer), (1,), generator=shuffle))
-                        buffer[slot], leaving = raw, buffer[slot]
-                    sample = self._decode(leaving, broken)
-                    if sample is not None:
-                        yield sample
-            if readable == 0:
-                raise DataError(
-                    f"rank {plan.rank} loader stream {stream} found no readable sample in its "
-                    f"{len(part.shards)} shards; check the shards under the data directory"
-                )
-            pass_index += 1
 
     def __iter__(self) -> Iterator[MultiCropBatch]:
         plan = self.plan
@@ -299,38 +357,7 @@ class EpochStream(IterableDataset):
         worker = 0 if info is None else info.id
         if (info.num_workers if info is not None else 1) != plan.n_streams:
             raise RuntimeError("EpochStream must run with as many DataLoader workers as plan.n_streams")
-        stream = (worker + plan.start_step) % plan.n_streams
-        rank_part = plan.shard_set.rank_part(plan.seed, plan.epoch, plan.rank, plan.world_size)
-        part = rank_part.split(plan.n_streams, stream)
-        if part.count(plan.shard_set.sizes) == 0:
-            # A tiny rank part dealt to more workers than it has samples (possible in some epochs):
-            # this worker reads the whole rank part instead; ranks stay disjoint.
-            part = rank_part
-        samples = self._samples(part, stream)
-        if plan.data.group_by_channels:
-            max_pending = plan.data.max_pending_batches * plan.data.batch_size
-            batches = batches_by_channel_count(samples, plan.data.batch_size, max_pending)
-        else:
-            batches = plain_batches(samples, plan.data.batch_size)
-        for step in range(stream, plan.steps, plan.n_streams):
-            batch = next(batches)
-            skipped, self._skipped = self._skipped, 0
-            if step < plan.start_step:
-                continue
-            keys = tuple(sample.key for sample in batch)
-            counts = torch.tensor([sample.n_channels for sample in batch], dtype=torch.long)
-            if plan.output == "keys":
-                yield MultiCropBatch(counts, (), (), keys, step, skipped)
-                continue
-            if plan.output == "images":
-                images = torch.cat([sample.pixels for sample in batch])
-                yield MultiCropBatch(counts, (), (), keys, step, skipped, images)
-                continue
-            generator = augment_generator(plan.seed, plan.epoch, step, plan.rank)
-            views = multi_crop([sample.pixels for sample in batch], generator, plan.augment)
-            yield MultiCropBatch(
-                views.channel_counts, views.global_views, views.local_views, keys, step, skipped
-            )
+        return iter(stream_pipeline(plan, (worker + plan.start_step) % plan.n_streams))
 
 
 def make_epoch_loader(plan: EpochPlan, pin_memory: bool = False) -> DataLoader:
