@@ -19,6 +19,8 @@ from idrcell.emulator.cli import emulator_command
 from idrcell.executors import ExecutorKind
 from idrcell.experiments import Experiment, ExperimentListError, find_experiment, load_experiments
 from idrcell.stage import StageConfig
+from idrcell.zarr_resolve import DEFAULT_ZARR_BASE_URL, ZARR_BASE_URL_ENV
+from idrcell.zarr_source import PIXEL_SOURCES
 
 app = typer.Typer(
     name="idrcell",
@@ -50,6 +52,18 @@ CONCURRENCY = typer.Option(8, "--concurrency", min=1, help="Most requests in fli
 TIMEOUT = typer.Option(60.0, "--timeout", min=0.1, help="Seconds before one request counts as timed out.")
 RETRIES = typer.Option(8, "--retries", min=0, help="Retries of a request after transient errors.")
 MAX_CHANNELS = typer.Option(10, "--max-channels", min=1, help="Skip images with more channels than this.")
+PIXEL_SOURCE = typer.Option(
+    "auto",
+    "--pixel-source",
+    help="auto: render_image where the server still renders (imgData answers sizes), OME-Zarr where "
+    "it answers an Exception (the IDR since 2026); zarr or render: only that source.",
+)
+ZARR_BASE_URL = typer.Option(
+    DEFAULT_ZARR_BASE_URL,
+    "--zarr-base-url",
+    envvar=ZARR_BASE_URL_ENV,
+    help="Base URL of the OME-Zarr copies (the IDR's object store, or an emulator's /idr/zarr).",
+)
 SHARD_SAMPLES = typer.Option(2000, "--max-shard-samples", min=1, help="Most samples in one shard.")
 SHARD_BYTES = typer.Option(1_000_000_000, "--max-shard-bytes", min=1, help="Most bytes in one shard.")
 
@@ -85,12 +99,30 @@ def _load_list(path: Path, code: int = 1) -> list[Experiment]:
 
 
 def _stage_config(
-    seed: int, base_url: str, concurrency: int, timeout: float, retries: int, max_channels: int
+    seed: int,
+    base_url: str,
+    concurrency: int,
+    timeout: float,
+    retries: int,
+    max_channels: int,
+    pixel_source: str = "auto",
+    zarr_base_url: str = DEFAULT_ZARR_BASE_URL,
 ) -> StageConfig:
+    if pixel_source not in PIXEL_SOURCES:
+        raise _fail(
+            f"--pixel-source must be one of {', '.join(PIXEL_SOURCES)}, got {pixel_source!r}",
+            2,  # usage error
+        )
     client = ClientConfig(
         base_url=base_url, concurrency=concurrency, timeout_s=timeout, max_retries=retries, seed=seed
     )
-    return StageConfig(seed=seed, max_channels=max_channels, client=client)
+    return StageConfig(
+        seed=seed,
+        max_channels=max_channels,
+        client=client,
+        pixel_source=pixel_source,
+        zarr_base_url=zarr_base_url,
+    )
 
 
 # -- experiments -------------------------------------------------------------------------------
@@ -100,6 +132,33 @@ def experiments_default() -> None:
     from idrcell.default_list import default_experiments_csv_text
 
     typer.echo(default_experiments_csv_text(), nl=False)
+
+
+@experiments_app.command("paper")
+def experiments_paper() -> None:
+    """Print the paper-era list (the 79 experiments of IDRCell100k, curated against the classic IDR)."""
+    from idrcell.default_list import default_experiments_csv_text
+
+    typer.echo(default_experiments_csv_text(), nl=False)
+
+
+@experiments_app.command("zarr-coverage")
+def experiments_zarr_coverage(
+    path: Path | None = typer.Argument(None, help="Experiment list CSV (default: the default list)."),
+) -> None:
+    """How many experiments of a list have a known OME-Zarr copy (data/zarr_studies.csv, 2026 facts)."""
+    from idrcell.default_list import default_experiments_csv_text
+    from idrcell.experiments import parse_experiments
+    from idrcell.zarr_catalogue import zarr_coverage
+
+    rows = _load_list(path) if path is not None else parse_experiments(default_experiments_csv_text())
+    covered = zarr_coverage(rows)
+    for experiment in rows:
+        known = covered.get(experiment.name)
+        typer.echo(f"{experiment.omero_name}\t{known or '-'}")
+    typer.echo(
+        f"{sum(1 for v in covered.values() if v)} of {len(rows)} experiments have a known OME-Zarr copy"
+    )
 
 
 @experiments_app.command("check")
@@ -155,6 +214,8 @@ def stage(
     timeout: float = TIMEOUT,
     retries: int = RETRIES,
     max_channels: int = MAX_CHANNELS,
+    pixel_source: str = PIXEL_SOURCE,
+    zarr_base_url: str = ZARR_BASE_URL,
 ) -> None:
     """Stage one experiment of a list (one independent, resumable job) into OUT/staging/.
 
@@ -168,7 +229,9 @@ def stage(
         experiment = find_experiment(rows, study, container)
     except KeyError as error:
         raise _fail(f"{experiments}: {error.args[0]}", EXIT_BAD_INPUT) from None
-    config = _stage_config(seed, base_url, concurrency, timeout, retries, max_channels)
+    config = _stage_config(
+        seed, base_url, concurrency, timeout, retries, max_channels, pixel_source, zarr_base_url
+    )
     try:
         (job,) = make_jobs([experiment], experiments, out, config)
     except CondorError as error:
@@ -248,6 +311,8 @@ def build(
     max_channels: int = MAX_CHANNELS,
     max_shard_samples: int = SHARD_SAMPLES,
     max_shard_bytes: int = SHARD_BYTES,
+    pixel_source: str = PIXEL_SOURCE,
+    zarr_base_url: str = ZARR_BASE_URL,
     executor: ExecutorKind = typer.Option(
         ExecutorKind.local,
         "--executor",
@@ -268,7 +333,12 @@ def build(
     from idrcell.merge import MergeError
 
     rows = _load_list(experiments)
-    config = _stage_config(seed, base_url, concurrency, timeout, retries, max_channels)
+    config = _stage_config(
+        seed, base_url, concurrency, timeout, retries, max_channels, pixel_source, zarr_base_url
+    )
+    if executor is ExecutorKind.condor and (pixel_source, zarr_base_url) != ("auto", DEFAULT_ZARR_BASE_URL):
+        # The HTCondor job's command line (condor/scrape.sub) does not carry these two options yet.
+        raise _fail("--pixel-source and --zarr-base-url work with --executor local only", 2)  # usage error
     limits = ShardLimits(max_shard_samples, max_shard_bytes)
     started = time.monotonic()
     try:
@@ -398,6 +468,35 @@ def stats(
         return
     for table in stats_tables(numbers):
         console.print(table)
+
+
+@app.command()
+def probe(
+    base_url: str = BASE_URL,
+    zarr_base_url: str = ZARR_BASE_URL,
+    image: int | None = typer.Option(None, "--image", help="Image id to try (default: the first listed)."),
+) -> None:
+    """Report which routes a server answers (API, imgData, render, thumbnail, Zarr store)."""
+    import asyncio
+
+    from idrcell.client import IDRError
+    from idrcell.probe import probe as run_probe
+
+    try:
+        report = asyncio.run(run_probe(base_url, zarr_base_url, image))
+    except (IDRError, OSError) as error:
+        raise _fail(f"{base_url}: {error}", 1) from None  # the run failed
+    table = Table(title=f"{base_url} (OME-Zarr: {zarr_base_url})")
+    for column in ("route", "answers", "detail"):
+        table.add_column(column)
+    for check in report.checks:
+        table.add_row(check.route, "yes" if check.ok else "no", check.detail)
+    console.print(table)
+    console.print(f"--pixel-source auto would use: {report.pixel_source}", highlight=False)
+    if not report.checks[0].ok:
+        raise _fail(
+            f"{base_url} does not answer the JSON API: {report.checks[0].detail}", 1
+        )  # the run failed
 
 
 @app.command("import-hf")

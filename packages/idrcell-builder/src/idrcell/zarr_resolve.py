@@ -172,7 +172,7 @@ class ZarrResolver:
                 body = await self.client.get_bytes(url)
             except PermanentHTTPError:
                 return []
-            return _common_prefixes(body or b"", key_prefix)
+            return common_prefixes(body or b"", key_prefix)
 
         return await self.once("list " + url, fetch)
 
@@ -182,7 +182,7 @@ class ZarrResolver:
         return ", ".join(shown) + more if shown else "nothing"
 
 
-def _common_prefixes(body: bytes, key_prefix: str) -> list[str]:
+def common_prefixes(body: bytes, key_prefix: str) -> list[str]:
     """The CommonPrefixes of an S3 listing, relative to the zarr base; [] for anything else."""
     try:
         root = ElementTree.fromstring(body)
@@ -190,4 +190,6 @@ def _common_prefixes(body: bytes, key_prefix: str) -> list[str]:
         return []
     names = [el.text or "" for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Prefix"]
     lead = f"{key_prefix}/" if key_prefix else ""
-    return [name[len(lead) :] for name in names if name.startswith(lead) and name.endswith("/")]
+    return [
+        name[len(lead) :] for name in names if name.startswith(lead) and name.endswith("/") and name != lead
+    ]
