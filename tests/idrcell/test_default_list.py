@@ -57,6 +57,12 @@ def test_selection_ignores_row_order_and_reports_too_few_candidates():
     assert experiments_csv(fewer, 50).count("\n") == 11
 
 
-def test_cli_prints_the_default_list():
-    result = CliRunner().invoke(app, ["experiments", "default"])
+def test_cli_prints_the_paper_list_and_the_fetchable_default():
+    result = CliRunner().invoke(app, ["experiments", "paper"])
     assert result.exit_code == 0 and result.output == default_experiments_csv_text()
+    default = CliRunner().invoke(app, ["experiments", "default"])
+    rows = default.output.splitlines()
+    # the paper-era rows with a known OME-Zarr copy (data/zarr_studies.csv), in the same order
+    assert default.exit_code == 0 and rows[0] == result.output.splitlines()[0] and len(rows) == 1 + 10
+    assert all(row in result.output.splitlines() for row in rows)
+    assert any(row.startswith("idr0001-graml-sysgro,screenA,") for row in rows)

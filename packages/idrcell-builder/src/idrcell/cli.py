@@ -128,10 +128,10 @@ def _stage_config(
 # -- experiments -------------------------------------------------------------------------------
 @experiments_app.command("default")
 def experiments_default() -> None:
-    """Print the curated default list: 79 cell-culture IDR experiments, 1,300 images each."""
-    from idrcell.default_list import default_experiments_csv_text
+    """Print the default list: the paper-era experiments the IDR can serve since 2026 (OME-Zarr)."""
+    from idrcell.zarr_catalogue import fetchable_default_csv_text
 
-    typer.echo(default_experiments_csv_text(), nl=False)
+    typer.echo(fetchable_default_csv_text(), nl=False)
 
 
 @experiments_app.command("paper")

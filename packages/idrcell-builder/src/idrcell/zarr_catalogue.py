@@ -34,3 +34,17 @@ def zarr_coverage(experiments: list[Experiment]) -> dict[str, str | None]:
             notes += [f"v{v} {sid}" for v in folders.get(sid, [])]
         result[experiment.name] = ", ".join(notes) or None
     return result
+
+
+def fetchable_default_csv_text() -> str:
+    """The default list since the IDR's move to OME-Zarr: the paper-era rows with a known copy.
+
+    The 2026 IDR renders no pixels (render_image answers 403), so only experiments with an OME-Zarr
+    copy can be fetched from it; the paper-era list stays available as `idrcell experiments paper`.
+    """
+    from idrcell.default_list import default_experiments_csv_text
+    from idrcell.experiments import experiments_to_csv, parse_experiments
+
+    paper = parse_experiments(default_experiments_csv_text(), source="the paper-era list")
+    covered = zarr_coverage(paper)
+    return experiments_to_csv([e for e in paper if covered[e.name]])
