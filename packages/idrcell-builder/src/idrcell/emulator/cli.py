@@ -52,6 +52,12 @@ def emulator_command(
         "--require-session/--no-require-session",
         help="Answer 403 'Not logged in' until a client has visited /webclient/ for its session cookie.",
     ),
+    mode: str = typer.Option(
+        "classic",
+        "--mode",
+        help="classic: the classic web API renders JPEGs. 2026: as the IDR since its move to OME-Zarr "
+        "(render_image 403, imgData answers an Exception); the Zarr stores under /idr/zarr/ in both.",
+    ),
     experiments_out: Path | None = typer.Option(
         None,
         "--experiments-out",
@@ -79,8 +85,17 @@ def emulator_command(
         raise typer.Exit(2) from None
     if experiments_out is not None:
         atomic_write_text(experiments_out, loaded.experiments_csv_text())
+    if mode not in ("classic", "2026"):
+        errors.print(f"[red]error:[/red] --mode must be classic or 2026, got {mode!r}", highlight=False)
+        raise typer.Exit(2)
     server = EmulatorServer(
-        loaded, faults, host=host, port=port, max_limit=max_limit, require_session=require_session
+        loaded,
+        faults,
+        host=host,
+        port=port,
+        max_limit=max_limit,
+        require_session=require_session,
+        mode=mode,
     )
     try:
         server.start()
@@ -94,6 +109,7 @@ def emulator_command(
         # First line is stable for scripts: the base URL is its last word.
         summary = f"{len(loaded.containers)} experiments, {images} images"
         typer.echo(f"Serving catalogue {loaded.name!r} ({summary}) at {server.base_url}")
+        console.print(f"Mode {mode}; OME-Zarr stores at {server.zarr_base_url}", highlight=False)
         console.print(_catalogue_table(loaded))
         if fault_rate > 0 or latency_ms > 0:
             console.print(
