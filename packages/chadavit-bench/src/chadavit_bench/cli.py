@@ -16,7 +16,7 @@ from rich.table import Table
 from chadavit_bench import __version__
 from chadavit_bench.datasets import DATA_ROOT_VARIABLE, DatasetFormatError, DatasetNotFoundError, discover
 from chadavit_bench.models import ModelSpecError, parse_model_spec
-from chadavit_bench.tasks import TASK_HELP, TASKS
+from chadavit_bench.tasks import REGISTRY, TASK_HELP, TASKS
 
 app = typer.Typer(
     name="chadavit-bench",
@@ -64,7 +64,8 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _split_tasks(values: list[str] | None, all_tasks: tuple[str, ...]) -> list[str]:
+def _split_tasks(values: list[str] | None) -> list[str]:
+    all_tasks = tuple(REGISTRY)
     if not values:
         return list(all_tasks)
     tasks = [t.strip() for value in values for t in value.split(",") if t.strip()]
@@ -263,7 +264,7 @@ def run_all_command(
     options = {k: v for k, v in locals().items() if k not in ("tasks", "manifests", "datasets")}
     _execute(
         RunRequest(
-            _split_tasks(tasks, TASKS), manifests=manifests or [], datasets=datasets or None, **options
+            _split_tasks(tasks), manifests=manifests or [], datasets=datasets or None, **options
         )
     )
 
@@ -293,7 +294,7 @@ def run_command(
     options = {k: v for k, v in locals().items() if k not in ("task", "manifests", "datasets")}
     _execute(
         RunRequest(
-            _split_tasks([task], TASKS), manifests=manifests or [], datasets=datasets or None, **options
+            _split_tasks([task]), manifests=manifests or [], datasets=datasets or None, **options
         )
     )
 

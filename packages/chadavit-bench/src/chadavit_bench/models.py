@@ -20,6 +20,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 import chadavit
@@ -116,24 +117,34 @@ def weights_checksum(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def load_model(spec: ModelSpec, device: str = "cpu") -> LoadedModel:
-    """Build or load the model of a spec, in eval mode on `device`."""
+def _load_weights(spec: ModelSpec) -> nn.Module:
     if spec.source == "pretrained":
-        model = chadavit.from_pretrained(spec.location)
-    elif spec.source == "released":
-        model = chadavit.load_released_checkpoint(
+        return chadavit.from_pretrained(spec.location)
+    if spec.source == "released":
+        return chadavit.load_released_checkpoint(
             spec.location,
             weights=str(spec.options.get("weights", "student")),
             num_heads=int(spec.options.get("num_heads", 2)),
         )
-    else:
-        overrides = {k: v for k, v in spec.options.items() if k != "seed"}
-        torch.manual_seed(int(spec.options.get("seed", 0)))  # create_model draws from the global generator
-        try:
-            model = chadavit.create_model(spec.location, **overrides)
-        except (TypeError, ValueError) as error:
-            raise ModelSpecError(f"--model {spec.text!r}: {error}") from error
-    model = model.eval().to(device)
+    overrides = {k: v for k, v in spec.options.items() if k != "seed"}
+    torch.manual_seed(int(spec.options.get("seed", 0)))  # create_model draws from the global generator
+    return chadavit.create_model(spec.location, **overrides)
+
+
+def load_model(spec: ModelSpec, device: str = "cpu") -> LoadedModel:
+    """Build or load the model of a spec, in eval mode on `device`; `ModelSpecError` when it cannot."""
+    try:
+        model = _load_weights(spec)
+    except (OSError, ValueError, TypeError, RuntimeError, SafetensorError) as error:
+        # One line naming the model: the loaders' messages name their file; others get the spec.
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if spec.location not in message:
+            message = f"--model {spec.text!r}: {message}"
+        raise ModelSpecError(message) from error
+    try:
+        model = model.eval().to(device)
+    except (RuntimeError, ValueError, AssertionError) as error:  # an unknown or absent device (torch asserts)
+        raise ModelSpecError(f"--device {device!r}: cannot place {spec.label} there ({error})") from error
     return LoadedModel(spec=spec, model=model, checksum=weights_checksum(model))
 
 

@@ -82,6 +82,8 @@ def discover(
             found[name] = LOADERS[name](root)
         except (DatasetNotFoundError, DatasetFormatError) as error:
             skipped[name] = str(error)
+        except (OSError, ValueError) as error:  # a reader's own error (e.g. pandas'), naming no dataset
+            skipped[name] = f"{name}: its files under {root / name} cannot be read ({error})"
     manifest_paths = list(manifests) + (find_manifests(root / MANIFEST_FOLDER) if root is not None else [])
     for path in manifest_paths:
         if names is not None and path.stem not in names and str(path) not in names:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow
 
 from chadavit_bench.datasets.base import (
     SPLITS,
@@ -51,11 +52,65 @@ def parse_list(value: object, path: Path, column: str) -> tuple[str, ...]:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix == ".csv":
+    if path.suffix not in MANIFEST_SUFFIXES:
+        raise DatasetFormatError(f"{path}: a manifest must be a .csv or .parquet file")
+    if not path.is_file():
+        raise DatasetFormatError(f"{path}: a manifest must be a file")
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
         return pd.read_csv(path, dtype={"key": str, "split": str, "group": str, "compound": str})
-    raise DatasetFormatError(f"{path}: a manifest must be a .csv or .parquet file")
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pyarrow.ArrowException) as error:
+        # EmptyDataError and ParserError are ValueErrors; the message of each names no file.
+        raise DatasetFormatError(f"{path}: cannot be read as a {path.suffix[1:]} table ({error})") from error
+
+
+def _blank(column: pd.Series) -> pd.Series:
+    return column.isna() | column.astype(object).map(lambda v: isinstance(v, str) and not v.strip())
+
+
+def _rows(mask: pd.Series, splits: pd.Series) -> str:
+    """'3 rows (first: row 12, split val)' for the True positions of `mask` (rows numbered from 0)."""
+    positions = np.flatnonzero(mask.to_numpy())
+    first = int(positions[0])
+    return f"{len(positions)} row(s) (first: row {first}, split {splits.iloc[first]})"
+
+
+def _splits(table: pd.DataFrame, path: Path) -> pd.Series:
+    blank = _blank(table["split"])
+    if blank.any():
+        raise DatasetFormatError(f"{path}: {_rows(blank, pd.Series(['?'] * len(table)))} have no split")
+    splits = table["split"].astype(str)
+    bad = sorted(set(splits) - set(SPLITS))
+    if bad:
+        raise DatasetFormatError(f"{path}: unknown split values {bad}; use train, val or test (lower case)")
+    return splits
+
+
+def _labels(raw: pd.Series, splits: pd.Series, path: Path) -> tuple[tuple[str, ...], list[int | None]]:
+    """Class names and each row's class index; integer labels are indices, text labels sorted names."""
+    blank = _blank(raw)
+    if blank.any():
+        raise DatasetFormatError(f"{path}: {_rows(blank, splits)} have no label; every row needs one")
+    numeric = pd.to_numeric(raw, errors="coerce")
+    whole = numeric.notna().all() and bool((numeric == numeric.round()).all())
+    if whole and not pd.api.types.is_bool_dtype(raw):
+        values = numeric.astype(np.int64)
+        if (values < 0).any():
+            raise DatasetFormatError(f"{path}: {_rows(values < 0, splits)} have a negative label")
+        return tuple(str(v) for v in range(int(values.max()) + 1)), [int(v) for v in values]
+    text = raw.astype(str)
+    class_names = tuple(sorted(text.unique()))
+    index = {name: i for i, name in enumerate(class_names)}
+    return class_names, [index[v] for v in text]
+
+
+def _targets(raw: pd.Series, splits: pd.Series, path: Path) -> list[float | None]:
+    numbers = pd.to_numeric(raw, errors="coerce").astype(float)
+    bad = ~np.isfinite(numbers)
+    if bad.any():
+        raise DatasetFormatError(f"{path}: {_rows(bad, splits)} have no finite number in `target`")
+    return [float(v) for v in numbers]
 
 
 def load_manifest(
@@ -82,28 +137,18 @@ def load_manifest(
         )
     if require_split and "split" not in table.columns:
         raise DatasetFormatError(f"{path}: a manifest needs a `split` column (train, val or test)")
-    splits = table["split"].astype(str) if "split" in table.columns else pd.Series(["train"] * len(table))
-    bad = sorted(set(splits) - set(SPLITS))
-    if bad:
-        raise DatasetFormatError(f"{path}: unknown split values {bad}; use train, val or test")
-
+    splits = _splits(table, path) if "split" in table.columns else pd.Series(["train"] * len(table))
     class_names: tuple[str, ...] = ()
     labels: list[int | None] = [None] * len(table)
     if kind == "classification":
         if "label" not in table.columns:
             raise DatasetFormatError(f"{path}: a classification manifest needs a `label` column")
-        raw = table["label"]
-        if pd.api.types.is_integer_dtype(raw):
-            class_names = tuple(str(v) for v in range(int(raw.max()) + 1))
-            labels = [int(v) for v in raw]
-        else:
-            class_names = tuple(sorted(raw.astype(str).unique()))
-            labels = [class_names.index(str(v)) for v in raw]
+        class_names, labels = _labels(table["label"], splits, path)
     targets: list[float | None] = [None] * len(table)
     if kind == "regression":
         if "target" not in table.columns:
             raise DatasetFormatError(f"{path}: a regression manifest needs a `target` column")
-        targets = [float(v) for v in pd.to_numeric(table["target"], errors="raise")]
+        targets = _targets(table["target"], splits, path)
 
     base = path.parent
     records: list[Record] = []
