@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from chadavit.atomic import atomic_write
+from chadavit.hub import load_error_reason
 from chadavit.models import create_model
 from chadavit.models.base import PackedViT
 
@@ -79,7 +80,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a truncated or foreign file
         raise CheckpointError(
-            f"checkpoint {path} cannot be read (truncated or not a checkpoint): {error}"
+            f"checkpoint {path} cannot be read (truncated or not a checkpoint): {load_error_reason(error)}"
         ) from error
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a chadavit-train checkpoint")

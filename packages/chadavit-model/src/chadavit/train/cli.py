@@ -4,7 +4,9 @@
     chadavit-train export CKPT --out DIR
 
 Training is the command itself (a typer callback run when no subcommand is given), so the
-paper's one-line form works; `export` is the one subcommand.
+paper's one-line form works; `export` is the one subcommand. Exit codes: 0 success; 2 a usage
+error (a flag, the config, the data folder, the run folder or a checkpoint cannot be used; nothing
+was done); 1 a run that started and failed. Errors are one line on stderr starting with "error: ".
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 import yaml
@@ -30,6 +32,10 @@ from rich.progress import (
 from rich.table import Table
 
 from chadavit import __version__
+from chadavit.train.validation import ConfigError, yaml_problem  # no torch: --help and --version stay fast
+
+if TYPE_CHECKING:
+    from chadavit.train.config import TrainConfig
 
 app = typer.Typer(
     name="chadavit-train",
@@ -99,111 +105,115 @@ def _parse_assignments(values: list[str] | None, option: str) -> dict[str, Any]:
     parsed: dict[str, Any] = {}
     for item in values or []:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
-        parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        if not sep or not key.strip():
+            raise ConfigError(f"{option}: expected KEY=VALUE, got {item!r}")
+        try:
+            parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{option} {key.strip()}: {yaml_problem(error)}") from error
     return parsed
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int) -> NoReturn:
     console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
+    raise typer.Exit(code=code)
 
 
-def _build_config(options: dict[str, Any], model_args: list[str] | None, sets: list[str] | None) -> Any:
-    from chadavit.train.config import TrainConfig, load_config
+# Options that are not config fields; every other option's parameter name is the config field it
+# sets (`batch_size` -> data.batch_size), so each flag is declared once, in `main`'s signature.
+NOT_CONFIG_FIELDS = ("config_file", "model_arg", "set_", "version")
 
-    config_file = options.pop("config_file")
+
+def build_config(params: dict[str, Any]) -> TrainConfig:
+    """defaults < --config FILE < flags < --model-arg / --set, as one validated TrainConfig."""
+    from chadavit.train.config import TrainConfig, config_key, load_config
+
+    config_file = params.get("config_file")
     base = load_config(config_file) if config_file else TrainConfig()
-    flag_to_key = {
-        "data": "data_dir", "out": "out_dir", "model": "model", "epochs": "epochs",
-        "batch_size": "data.batch_size", "nproc": "nproc", "resume": "resume", "save_every": "save_every",
-        "num_workers": "data.num_workers", "seed": "seed", "device": "device", "precision": "precision",
-        "lr": "optim.base_lr", "steps_per_epoch": "data.steps_per_epoch",
-        "local_crops": "augment.n_local_crops", "padded": "padded",
-    }  # fmt: skip
-    overrides = {flag_to_key[name]: value for name, value in options.items() if value is not None}
-    if model_args:
+    overrides: dict[str, Any] = {
+        config_key(name): str(value) if isinstance(value, Path) else value
+        for name, value in params.items()
+        if name not in NOT_CONFIG_FIELDS and value is not None
+    }
+    if params.get("model_arg"):
         overrides["model_overrides"] = {
             **dict(base.model_overrides),
-            **_parse_assignments(model_args, "--model-arg"),
+            **_parse_assignments(params["model_arg"], "--model-arg"),
         }
-    overrides.update(_parse_assignments(sets, "--set"))
-    if "data_dir" in overrides:
-        overrides["data_dir"] = str(overrides["data_dir"])
-    if "out_dir" in overrides:
-        overrides["out_dir"] = str(overrides["out_dir"])
+    overrides.update(_parse_assignments(params.get("set_"), "--set"))
     return base.with_overrides(overrides)
 
 
 @app.callback()
 def main(
     ctx: typer.Context,
-    data: Path | None = typer.Option(
-        None, "--data", help="Dataset folder holding shards/*.tar (idrcell-v1)."
-    ),
-    model: str | None = typer.Option(None, "--model", help="Model name, e.g. chadavit_moyen (the paper's)."),
-    out: Path | None = typer.Option(None, "--out", help="Run folder: checkpoints/, metrics, model/."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Epochs (paper: 400)."),
-    batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Images per rank per step (paper: 256)."
-    ),
-    config_file: Path | None = typer.Option(None, "--config", help="YAML config; flags override its values."),
-    nproc: int | None = typer.Option(
-        None, "--nproc", help="Local DDP processes to start (not under torchrun)."
-    ),
-    resume: str | None = typer.Option(None, "--resume", help="'auto' (last checkpoint in --out) or a path."),
-    save_every: int | None = typer.Option(None, "--save-every", help="Steps between checkpoints."),
-    num_workers: int | None = typer.Option(None, "--num-workers", help="Loader processes per rank."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed of every random choice."),
-    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
-    precision: str | None = typer.Option(None, "--precision", help="auto (bf16 on GPU), fp32, bf16 or fp16."),
-    lr: float | None = typer.Option(None, "--lr", help="Base learning rate per 256 images (paper: 1e-4)."),
-    steps_per_epoch: int | None = typer.Option(
-        None, "--steps-per-epoch", help="Fix the epoch length in steps."
-    ),
-    local_crops: int | None = typer.Option(None, "--local-crops", help="Local crops per image (default 8)."),
-    padded: bool | None = typer.Option(
-        None, "--padded/--padding-free", help="Forward path (default padding-free)."
-    ),
-    model_arg: list[str] | None = typer.Option(
-        None, "--model-arg", help="Model override KEY=VALUE, e.g. embed_dim=32 (repeatable)."
-    ),
-    set_: list[str] | None = typer.Option(
-        None, "--set", help="Any config field as dotted KEY=VALUE, e.g. dino.out_dim=4096 (repeatable)."
-    ),
-    version: bool = typer.Option(
-        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
-    ),
+    data_dir: Annotated[
+        Path | None, typer.Option("--data", help="Dataset folder holding shards/*.tar (idrcell-v1).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model name, e.g. chadavit_moyen (the paper's).")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Run folder: checkpoints/, metrics, model/.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (paper: 400).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per rank per step (paper: 256).")] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="YAML config; flags override its values.")
+    ] = None,
+    nproc: Annotated[
+        int | None, typer.Option(help="Local DDP processes to start (not under torchrun).")
+    ] = None,
+    resume: Annotated[str | None, typer.Option(help="'auto' (last checkpoint in --out) or a path.")] = None,
+    save_every: Annotated[int | None, typer.Option(help="Steps between checkpoints.")] = None,
+    num_workers: Annotated[int | None, typer.Option(help="Loader processes per rank.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of every random choice.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto (bf16 on GPU), fp32, bf16 or fp16.")] = None,
+    objective: Annotated[str | None, typer.Option(help="What to train: dino (the default).")] = None,
+    base_lr: Annotated[
+        float | None, typer.Option("--lr", help="Base learning rate per 256 images (paper: 1e-4).")
+    ] = None,
+    steps_per_epoch: Annotated[int | None, typer.Option(help="Fix the epoch length in steps.")] = None,
+    n_local_crops: Annotated[
+        int | None, typer.Option("--local-crops", help="Local crops per image (default 8).")
+    ] = None,
+    padded: Annotated[
+        bool | None, typer.Option("--padded/--padding-free", help="Forward path (default padding-free).")
+    ] = None,
+    model_arg: Annotated[
+        list[str] | None,
+        typer.Option(help="Model override KEY=VALUE, e.g. embed_dim=32 (repeatable)."),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Any config field as dotted KEY=VALUE, e.g. dino.out_dim=4096 (repeatable)."
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
 ) -> None:
     """Pretrain ChAda-ViT with DINO on idrcell-v1 shards, on one CPU or with DDP."""
-    options = {
-        "data": data, "out": out, "model": model, "epochs": epochs, "batch_size": batch_size,
-        "nproc": nproc, "resume": resume, "save_every": save_every, "num_workers": num_workers, "seed": seed,
-        "device": device, "precision": precision, "lr": lr, "steps_per_epoch": steps_per_epoch,
-        "local_crops": local_crops, "padded": padded, "config_file": config_file,
-    }  # fmt: skip
+    given = [name for name, value in ctx.params.items() if name != "version" and value not in (None, [], ())]
     if ctx.invoked_subcommand is not None:
-        given = [name for name, value in options.items() if value is not None] + (
-            ["model_arg"] if model_arg else []
-        )
-        if given or set_:
-            _fail(f"training options ({', '.join(given or ['--set'])}) go without a subcommand")
+        if given:
+            flags = ", ".join(param.opts[0] for param in ctx.command.params if param.name in given)
+            _fail(f"training options ({flags}) go without a subcommand", 2)
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=console)])
-    from chadavit.train.loop import train
+    from chadavit.train.loop import TrainingError, train
 
     try:
-        config = _build_config(options, model_arg, set_)
+        config = build_config(ctx.params)
         result = train(config, RichReporter())
-    except (ValueError, FileNotFoundError) as error:  # DataError, CheckpointError, bad config
-        _fail(str(error))
-        return
-    except Exception as error:
-        # A spawned rank failed: torch.multiprocessing gives its traceback; show its last line.
-        lines = [line for line in str(error).strip().splitlines() if line.strip()]
-        _fail(f"training stopped: {lines[-1] if lines else type(error).__name__}")
-        return
+    except TrainingError as error:  # the run started and failed
+        _fail(f"training failed: {error}", 1)
+    except (ValueError, OSError) as error:  # bad setting, data, run folder or checkpoint: nothing done
+        _fail(one_line(error), 2)
+    except Exception as error:  # a bug: still one line (the log has the details)
+        logging.getLogger(__name__).debug("unexpected error", exc_info=True)
+        _fail(f"{type(error).__name__}: {one_line(error)}", 1)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun every rank runs this command; rank 0 reports
     table = Table(title="chadavit-train", show_header=False)
@@ -214,20 +224,28 @@ def main(
     Console().print(table)
 
 
+def one_line(error: BaseException) -> str:
+    """An error's message on one line; an OSError names its file."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 @app.command("export")
 def export(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint, e.g. RUN/checkpoints/last.pt."),
-    out: Path = typer.Option(..., "--out", help="Model folder to write (config.json + model.safetensors)."),
-    network: str = typer.Option("teacher", "--network", help="teacher (default, as DINO) or student."),
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint, e.g. RUN/checkpoints/last.pt.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Model folder to write (config.json + model.safetensors).")
+    ],
+    network: Annotated[str, typer.Option(help="teacher (default, as DINO) or student.")] = "teacher",
 ) -> None:
     """Export a checkpoint's backbone as a model folder loadable by chadavit.from_pretrained."""
     from chadavit.train.checkpoint import export_checkpoint
 
     try:
         directory = export_checkpoint(checkpoint, out, network)
-    except (ValueError, FileNotFoundError) as error:
-        _fail(str(error))
-        return
+    except (ValueError, OSError) as error:  # the checkpoint or --out is unusable
+        _fail(one_line(error), 2)
     Console().print(f"exported the {network} backbone of {checkpoint} to {directory}")
 
 

@@ -32,6 +32,7 @@ from chadavit.train.validation import (
     convert,
     fraction,
     one_of,
+    yaml_problem,
 )
 
 __all__ = ["ConfigError", "DinoConfig", "OptimConfig", "TrainConfig", "config_from_dict", "load_config"]
@@ -224,6 +225,22 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError(f"model_overrides: {error}") from error
 
 
+def config_key(name: str) -> str:
+    """The dotted key of the one config field called `name` (a top-level field, else a section's)."""
+    top = {spec.name: spec for spec in dataclasses.fields(TrainConfig)}
+    if name in top and not dataclasses.is_dataclass(typing.get_type_hints(TrainConfig)[name]):
+        return name
+    hints = typing.get_type_hints(TrainConfig)
+    found = [
+        f"{section}.{name}"
+        for section, hint in hints.items()
+        if dataclasses.is_dataclass(hint) and name in {spec.name for spec in dataclasses.fields(hint)}
+    ]
+    if len(found) != 1:
+        raise ConfigError(f"no single config field is called {name!r} (found {found})")
+    return found[0]
+
+
 def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
     """Build and validate a TrainConfig; unknown keys are an error naming them."""
     config = _build(TrainConfig, values, "")
@@ -251,13 +268,6 @@ def load_config(path: str | Path) -> TrainConfig:
         return config_from_dict(values)
     except ConfigError as error:
         raise ConfigError(f"config file {file}: {error}") from error
-
-
-def yaml_problem(error: yaml.YAMLError) -> str:
-    """A YAML error on one line (PyYAML's own message spans lines and draws a caret)."""
-    mark = getattr(error, "problem_mark", None)
-    problem = getattr(error, "problem", None) or type(error).__name__
-    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def dump_config(config: TrainConfig) -> str:

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 
 class ConfigError(ValueError):
     """A config value of the wrong type or out of range; the message names the key."""
@@ -166,3 +168,10 @@ def _number(value: Any) -> float | None:
         except ValueError:
             return None
     return None
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error on one line (PyYAML's own message spans lines and draws a caret under the spot)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or type(error).__name__
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else str(problem)
