@@ -112,7 +112,8 @@ class ZarrResolver:
         """2 or 3 when `url` is an OME-Zarr group, None when nothing answers there."""
 
         async def probe() -> int | None:
-            self.tried.append(url)
+            if len(self.tried) < 50:  # the failure message shows a few; keep memory flat
+                self.tried.append(url)
             order = (".zattrs", "zarr.json") if "/v0.4/" in url else ("zarr.json", ".zattrs")
             for name in order:
                 try:
@@ -167,7 +168,8 @@ class ZarrResolver:
         )
 
         async def fetch() -> list[str]:
-            self.tried.append(f"listing {url}")
+            if len(self.tried) < 50:
+                self.tried.append(f"listing {url}")
             try:
                 body = await self.client.get_bytes(url)
             except PermanentHTTPError:

@@ -234,12 +234,16 @@ class ZarrPixelSource:
             info = pixels_from_img_data(await self.client.get_json(f"webgateway/imgData/{image_id}/"))
         return info
 
+    async def _group(self, url: str, zarr_format: int) -> Any:
+        return await zarr_async.open_group(
+            store=ClientStore(self.client, url), mode="r", zarr_format=zarr_format, use_consolidated=False
+        )
+
     async def _attrs(self, url: str, zarr_format: int) -> dict[str, Any]:
+        """A plate's or well's OME attributes, read once per stage (many images share them)."""
+
         async def load() -> dict[str, Any]:
-            group = await zarr_async.open_group(
-                store=ClientStore(self.client, url), mode="r", zarr_format=zarr_format, use_consolidated=False
-            )
-            return _ome_attrs(dict(group.attrs))
+            return _ome_attrs(dict((await self._group(url, zarr_format)).attrs))
 
         return await self.resolver.once("attrs " + url, load)
 
@@ -278,7 +282,8 @@ class ZarrPixelSource:
         self, candidate: Candidate, info: PixelsInfo, store: StoreLocation, path: str
     ) -> ZarrSample | ZarrSkip:
         url = f"{store.url}/{path}" if path else store.url
-        attrs = await self._attrs(url, store.zarr_format)
+        group = await self._group(url, store.zarr_format)  # the image's own group: not cached
+        attrs = _ome_attrs(dict(group.attrs))
         multiscales = attrs.get("multiscales")
         try:
             axes = [
@@ -299,13 +304,7 @@ class ZarrPixelSource:
                 f"image {candidate.image_id}: {info.width} x {info.height} px, z {info.size_z}, "
                 f"t {info.size_t}, {len(info.labels)} channels",
             )
-        group = await zarr_async.open_group(
-            store=ClientStore(self.client, url),
-            mode="r",
-            zarr_format=store.zarr_format,
-            use_consolidated=False,
-        )
-        level, array = await self._pick_level(group, datasets, axes)
+        level, array = await self._pick_level(group, datasets, axes, _scales(multiscales[0], axes), info)
         y_axis, x_axis = axes.index("y"), axes.index("x")
         if level == 0 and (array.shape[y_axis], array.shape[x_axis]) != (info.height, info.width):
             return ZarrSkip(
@@ -374,11 +373,29 @@ class ZarrPixelSource:
             )
         return ImagePlan(info.width, info.height, info.pixels_type, z, t, tuple(channels))
 
-    async def _pick_level(self, group: Any, datasets: list[str], axes: list[str]) -> tuple[int, Any]:
-        """Open levels from the smallest up until one has a short side >= 224 px (few metadata reads)."""
+    async def _pick_level(
+        self,
+        group: Any,
+        datasets: list[str],
+        axes: list[str],
+        scales: list[tuple[float, float]] | None,
+        info: PixelsInfo,
+    ) -> tuple[int, Any]:
+        """The smallest level with a short side >= 224 px.
+
+        The levels' sizes follow from the full size (API) and each level's y/x scale, so usually one
+        array's metadata is read; without scales, or when rounding misleads, levels are opened from
+        the smallest up."""
         y_axis, x_axis = axes.index("y"), axes.index("x")
-        array = None
-        for level in range(len(datasets) - 1, -1, -1):
+        start = len(datasets) - 1
+        if scales is not None and len(scales) == len(datasets):
+            (y0, x0) = scales[0]
+            shapes = [(int(info.height * y0 / y), int(info.width * x0 / x)) for y, x in scales]
+            start = choose_level(shapes)
+            array = await group.getitem(datasets[start])
+            if min(array.shape[y_axis], array.shape[x_axis]) >= IMAGE_SIZE or start == 0:
+                return start, array
+        for level in range(start, -1, -1):
             array = await group.getitem(datasets[level])
             if min(array.shape[y_axis], array.shape[x_axis]) >= IMAGE_SIZE or level == 0:
                 return level, array
@@ -392,6 +409,25 @@ class ZarrPixelSource:
             else:
                 selection.append({"t": plan.t, "c": channel, "z": plan.z}.get(axis, 0))
         return np.asarray(await array.getitem(tuple(selection)))
+
+
+def _scales(multiscale: dict[str, Any], axes: list[str]) -> list[tuple[float, float]] | None:
+    """Each level's (y, x) scale from its `coordinateTransformations`, or None when one lacks it."""
+    y_axis, x_axis = axes.index("y"), axes.index("x")
+    scales = []
+    for dataset in multiscale.get("datasets", []):
+        transforms = dataset.get("coordinateTransformations") if isinstance(dataset, dict) else None
+        scale = next(
+            (t.get("scale") for t in transforms or [] if isinstance(t, dict) and t.get("type") == "scale"),
+            None,
+        )
+        if not isinstance(scale, list) or len(scale) != len(axes):
+            return None
+        y, x = _quantity(scale[y_axis]), _quantity(scale[x_axis])
+        if not y or not x or y <= 0 or x <= 0:
+            return None
+        scales.append((y, x))
+    return scales
 
 
 def _full_range(plane: np.ndarray) -> tuple[float, float]:
