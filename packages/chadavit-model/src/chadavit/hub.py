@@ -154,9 +154,11 @@ def _foreign_globals(path: Path) -> list[str]:
         return []
 
 
-def _refusal_reason(refusal: pickle.UnpicklingError) -> str:
-    """torch's own reason, without its advice to load the file with `weights_only=False`."""
-    original = str(refusal.__context__ or refusal)
+def load_error_reason(error: BaseException) -> str:
+    """Why torch.load failed, in one line, without torch's advice to retry with `weights_only=False`."""
+    if not isinstance(error, pickle.UnpicklingError):
+        return " ".join(str(error).split()) or type(error).__name__
+    original = str(error.__context__ or error)  # torch re-raises its unpickler's error, wrapped
     if blocked := re.search(r"GLOBAL (\S+) whose module (\S+) is blocked", original):
         return f"refused: it refers to {blocked.group(1)} (module {blocked.group(2)} is never loaded)"
     if target := re.search(r"Can only build .* but got (<class '[^']+'>)", original):
@@ -183,10 +185,8 @@ def read_checkpoint(path: str | Path) -> Any:
     try:
         with torch.serialization.safe_globals(placeholders):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as refusal:
-        raise ModelFileError(f"cannot read checkpoint {path}: {_refusal_reason(refusal)}") from None
-    except Exception as error:  # truncated zip, foreign format...: torch raises many types
-        raise ModelFileError(f"cannot read checkpoint {path}: {error}") from error
+    except Exception as error:  # refused, truncated zip, foreign format...: torch raises many types
+        raise ModelFileError(f"cannot read checkpoint {path}: {load_error_reason(error)}") from error
 
 
 def _backbone_state(checkpoint: Any, weights: str, path: Path) -> dict[str, torch.Tensor]:
