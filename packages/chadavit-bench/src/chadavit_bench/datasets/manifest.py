@@ -38,6 +38,8 @@ def parse_list(value: object, path: Path, column: str) -> tuple[str, ...]:
     """A list cell in any of the accepted spellings, as a tuple of strings."""
     if isinstance(value, list | tuple | np.ndarray):
         return tuple(str(v) for v in value)
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ()  # an empty cell: the caller names the row
     text = str(value).strip()
     if text.startswith("["):
         try:
