@@ -11,6 +11,12 @@ Compares in one run:
 3. the CPU time per image of decode + anti-aliased resize + PNG encode on IDR-sized planes;
 and prints the projected wall time of the full 79 x 1,300 build at an assumed IDR latency.
 
+`--zarr` measures the OME-Zarr pixel source instead (the IDR since 2026; docs/benchmarks.md, "Zarr"):
+images/s against the emulator's 2026 mode at 50 ms against concurrency / latency / requests per image,
+peak memory for 200 vs 2,000 images (`--zarr-sizes`), and the bytes downloaded per stored image by
+the Zarr path (the smallest pyramid level with a short side >= 224 px) against the render_image path
+and against reading the full-resolution level.
+
 The emulator, the bare client and each stager run are separate processes, so that no two share an
 interpreter and each peak RSS is its own. The emulator synthesises pixels on first request, so a
 warm-up pass stages the 2,000 images once at zero latency to fill its plane cache before the 50 ms
@@ -71,7 +77,8 @@ CATALOGUE = {
 EMULATOR_SCRIPT = """
 import sys
 from idrcell.emulator import EmulatorServer, FaultConfig
-server = EmulatorServer(sys.argv[1], max_limit=1000, plane_cache_mb=512).start()
+mode = sys.argv[2] if len(sys.argv) > 2 else "classic"
+server = EmulatorServer(sys.argv[1], max_limit=1000, plane_cache_mb=512, mode=mode).start()
 print(server.base_url, flush=True)
 for line in sys.stdin:
     server.set_faults(FaultConfig(latency_s=float(line)))
@@ -87,8 +94,14 @@ from idrcell.client import ClientConfig
 from idrcell.experiments import load_experiments
 from idrcell.stage import StageConfig, stage_experiment
 experiments_csv, out, base_url, concurrency = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+source = sys.argv[5] if len(sys.argv) > 5 else "auto"
+zarr_base = sys.argv[6] if len(sys.argv) > 6 else base_url + "/idr/zarr"
 (experiment,) = load_experiments(experiments_csv)
-config = StageConfig(client=ClientConfig(base_url=base_url, concurrency=concurrency))
+config = StageConfig(
+    client=ClientConfig(base_url=base_url, concurrency=concurrency),
+    pixel_source=source,
+    zarr_base_url=zarr_base,
+)
 result = stage_experiment(experiment, Path(out), config)
 usage = resource.getrusage(resource.RUSAGE_SELF)
 cpu_s = usage.ru_utime + usage.ru_stime
@@ -148,9 +161,17 @@ def bare_client_run(workdir: Path, base_url: str, image_ids: list[int]) -> float
     return len(image_ids) / json.loads(done.stdout.strip().splitlines()[-1])["elapsed_s"]
 
 
-def stage_run(workdir: Path, base_url: str, n_images: int, tag: str = "") -> dict:
-    experiments = workdir / f"list_{n_images}.csv"
-    experiments.write_text(f"study,container,id,n_images\n{STUDY},{CONTAINER},{SCREEN_ID},{n_images}\n")
+def stage_run(
+    workdir: Path,
+    base_url: str,
+    n_images: int,
+    tag: str = "",
+    source: str = "auto",
+    experiment: tuple[str, str, int] = (STUDY, CONTAINER, SCREEN_ID),
+) -> dict:
+    experiments = workdir / f"list_{n_images}{tag}.csv"
+    study, container, container_id = experiment
+    experiments.write_text(f"study,container,id,n_images\n{study},{container},{container_id},{n_images}\n")
     out = workdir / f"out_{n_images}{tag}"
     bin_dir = Path(sys.executable).parent
     command = [
@@ -161,6 +182,7 @@ def stage_run(workdir: Path, base_url: str, n_images: int, tag: str = "") -> dic
         str(out),
         base_url,
         str(CONCURRENCY),
+        source,
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -291,5 +313,142 @@ def main() -> int:
     return 0 if ratio >= 0.8 and memory_ratio < 1.5 else 1
 
 
+# The Zarr benchmark's catalogue: 2,880 two-channel 256 x 256 uint16 fields for throughput and
+# memory (level 0 is the one read: 256 px is the smallest >= 224), and 1,024 x 1,024 fields for the
+# bytes per image (level 2, 256 px, is read), as zarr v2 (OME-NGFF 0.4) with blosc, like the IDR's
+# v0.4 plates.
+ZARR_SCREEN, ZARR_BYTES_SCREEN = 991, 992
+ZARR_CATALOGUE = {
+    "schema": "idrcell-emulator-catalogue-v1",
+    "name": "bench-zarr",
+    "studies": [
+        {
+            "study": "idr0991-bench-zarr",
+            "container": "screenA",
+            "id": ZARR_SCREEN,
+            "plates": 10,
+            "wells": [8, 12],
+            "fields": [3, 3],
+            "zarr": {"version": "0.4", "compressor": "blosc"},
+            "image": {"width": 256, "height": 256, "channels": CHANNELS, "pixels_type": "uint16"},
+        },
+        {
+            "study": "idr0992-bench-zarr-bytes",
+            "container": "screenA",
+            "id": ZARR_BYTES_SCREEN,
+            "plates": 1,
+            "wells": [4, 5],
+            "fields": [1, 1],
+            "zarr": {"version": "0.4", "compressor": "blosc"},
+            "image": {"width": 1024, "height": 1024, "channels": CHANNELS, "pixels_type": "uint16"},
+        },
+    ],
+}
+
+
+def zarr_main(sizes: tuple[int, ...]) -> int:
+    from idrcell.emulator import load_catalogue
+    from idrcell.emulator.pixels import PlaneCache
+    from idrcell.emulator.zarr_store import CHUNK, ZarrTree, level_shapes
+
+    with tempfile.TemporaryDirectory(prefix="bench-builder-zarr-") as tmp:
+        workdir = Path(tmp)
+        spec = workdir / "bench_zarr_catalogue.json"
+        spec.write_text(json.dumps(ZARR_CATALOGUE))
+        emulator = subprocess.Popen(
+            [sys.executable, "-c", EMULATOR_SCRIPT, str(spec), "2026"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        throughput = ("idr0991-bench-zarr", "screenA", ZARR_SCREEN)
+        big = ("idr0992-bench-zarr-bytes", "screenA", ZARR_BYTES_SCREEN)
+        try:
+            assert emulator.stdin is not None and emulator.stdout is not None
+            base_url = emulator.stdout.readline().strip()
+            warm = stage_run(workdir, base_url, max(sizes), "_warm", "zarr", throughput)
+            zarr_bytes = stage_run(workdir, base_url, 20, "_bytes", "zarr", big)
+            emulator.stdin.write(f"{LATENCY_S}\n")
+            emulator.stdin.flush()
+            assert emulator.stdout.readline().strip() == "ok"
+            runs = {n: stage_run(workdir, base_url, n, f"_z{n}", "zarr", throughput) for n in sizes}
+        finally:
+            emulator.kill()
+            emulator.wait(timeout=30)
+        # The render_image path's bytes for the same 20 images, from a classic-mode server.
+        emulator = subprocess.Popen(
+            [sys.executable, "-c", EMULATOR_SCRIPT, str(spec), "classic"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert emulator.stdout is not None
+            base_url = emulator.stdout.readline().strip()
+            render_bytes = stage_run(workdir, base_url, 20, "_render", "render", big)
+        finally:
+            emulator.kill()
+            emulator.wait(timeout=30)
+    # Full resolution: the level-0 chunks of the same planes (what a reader without pyramids fetches).
+    catalogue = load_catalogue(ZARR_CATALOGUE)
+    tree = ZarrTree(catalogue, PlaneCache(catalogue.seed))
+    screen = next(c for c in catalogue.screens if c.id == ZARR_BYTES_SCREEN)
+    images = catalogue.container_images(screen)[:5]
+    full = []
+    for image in images:
+        plate = catalogue.plates[catalogue.wells[image.well_id].plate_id]
+        well = catalogue.wells[image.well_id]
+        root = f"v0.4/idr0992A/{plate.id}.zarr/{chr(65 + well.row)}/{well.column + 1}/0/0"
+        height, width = level_shapes(image)[0]
+        tiles = [(y, x) for y in range(-(-height // CHUNK)) for x in range(-(-width // CHUNK))]
+        full.append(
+            sum(
+                len(tree.get(f"{root}/{c}/{image.default_z}/{y}/{x}") or b"")
+                for c in range(CHANNELS)
+                for y, x in tiles
+            )
+        )
+    full_per_image = statistics.mean(full)
+    zarr_per_image = zarr_bytes["result"]["downloaded_bytes"] / 20
+    render_per_image = render_bytes["result"]["downloaded_bytes"] / 20
+
+    largest = runs[max(sizes)]
+    requests_per_image = largest["result"]["requests"] / max(sizes)
+    ideal = CONCURRENCY / LATENCY_S / requests_per_image
+    print(
+        f"Zarr source against the emulator's 2026 mode, latency {LATENCY_S * 1000:.0f} ms, "
+        f"concurrency {CONCURRENCY}"
+    )
+    print(f"warm-up at zero latency (cold emulator): {max(sizes) / warm['result']['elapsed_s']:.1f} images/s")
+    for n, report in runs.items():
+        result = report["result"]
+        rate = n / result["elapsed_s"]
+        print(
+            f"  zarr stager, {n:5d} images (256 x 256 uint16, 2 channels): {result['elapsed_s']:6.1f} s, "
+            f"{rate:6.1f} images/s, {result['requests'] / n:.2f} requests/image, "
+            f"peak RSS {report['peak_rss_mb']:.0f} MB"
+        )
+    rate = max(sizes) / largest["result"]["elapsed_s"]
+    print(
+        f"ideal bound: {CONCURRENCY} / {LATENCY_S} s / {requests_per_image:.2f} requests = {ideal:.1f} "
+        f"images/s; achieved {rate / ideal:.2f} of it"
+    )
+    memory_ratio = largest["peak_rss_mb"] / runs[min(sizes)]["peak_rss_mb"]
+    print(f"peak memory ratio, {max(sizes)} vs {min(sizes)} images: {memory_ratio:.2f} (target: flat, ~1)")
+    print(
+        f"bytes per stored image (1024 x 1024 uint16, 2 channels): Zarr path (level 2, 256 px) "
+        f"{zarr_per_image / 1e3:.0f} kB (metadata included), render_image path (JPEG q=1.0, full size) "
+        f"{render_per_image / 1e3:.0f} kB, full-resolution Zarr level {full_per_image / 1e3:.0f} kB "
+        "(chunks only)"
+    )
+    return 0 if memory_ratio < 1.5 else 1
+
+
 if __name__ == "__main__":
+    if "--zarr" in sys.argv[1:]:
+        chosen = SIZES
+        for argument in sys.argv[1:]:
+            if argument.startswith("--zarr-sizes="):
+                chosen = tuple(int(v) for v in argument.split("=", 1)[1].split(","))
+        sys.exit(zarr_main(chosen))
     sys.exit(main())

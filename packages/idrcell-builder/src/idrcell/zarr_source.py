@@ -13,6 +13,7 @@ give the same `idrcell-v1` samples; KEY.json records the Zarr level and the sour
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -234,18 +235,29 @@ class ZarrPixelSource:
             info = pixels_from_img_data(await self.client.get_json(f"webgateway/imgData/{image_id}/"))
         return info
 
-    async def _group(self, url: str, zarr_format: int) -> Any:
-        return await zarr_async.open_group(
-            store=ClientStore(self.client, url), mode="r", zarr_format=zarr_format, use_consolidated=False
-        )
+    async def _read_attrs(self, url: str, zarr_format: int) -> dict[str, Any]:
+        """A group's OME attributes: one GET of `.zattrs` (zarr v2) or `zarr.json` (v3).
+
+        Read directly rather than through zarr's group open, which also fetches `.zgroup`: the
+        builder needs only the attributes of groups, and zarr for the arrays."""
+        name = ".zattrs" if zarr_format == 2 else "zarr.json"
+        body = await self.client.get_bytes(f"{url}/{name}")
+        if body is None:
+            raise ValueError(f"{url}: no {name}")
+        document = json.loads(body)
+        if not isinstance(document, dict):
+            raise ValueError(f"{url}/{name} is not a JSON object")
+        attrs = document if zarr_format == 2 else document.get("attributes", {})
+        return _ome_attrs(attrs if isinstance(attrs, dict) else {})
 
     async def _attrs(self, url: str, zarr_format: int) -> dict[str, Any]:
         """A plate's or well's OME attributes, read once per stage (many images share them)."""
+        return await self.resolver.once("attrs " + url, lambda: self._read_attrs(url, zarr_format))
 
-        async def load() -> dict[str, Any]:
-            return _ome_attrs(dict((await self._group(url, zarr_format)).attrs))
-
-        return await self.resolver.once("attrs " + url, load)
+    async def _array(self, url: str, zarr_format: int) -> Any:
+        return await zarr_async.open_array(
+            store=ClientStore(self.client, url), mode="r", zarr_format=zarr_format
+        )
 
     async def _image_path(self, store: StoreLocation, candidate: Candidate) -> str | ZarrSkip:
         """ "" for an image store; `<row>/<column>/<field>` of the candidate inside a plate store."""
@@ -282,8 +294,7 @@ class ZarrPixelSource:
         self, candidate: Candidate, info: PixelsInfo, store: StoreLocation, path: str
     ) -> ZarrSample | ZarrSkip:
         url = f"{store.url}/{path}" if path else store.url
-        group = await self._group(url, store.zarr_format)  # the image's own group: not cached
-        attrs = _ome_attrs(dict(group.attrs))
+        attrs = await self._read_attrs(url, store.zarr_format)  # the image's own: not cached
         multiscales = attrs.get("multiscales")
         try:
             axes = [
@@ -304,7 +315,9 @@ class ZarrPixelSource:
                 f"image {candidate.image_id}: {info.width} x {info.height} px, z {info.size_z}, "
                 f"t {info.size_t}, {len(info.labels)} channels",
             )
-        level, array = await self._pick_level(group, datasets, axes, _scales(multiscales[0], axes), info)
+        level, array = await self._pick_level(
+            url, store.zarr_format, datasets, axes, _scales(multiscales[0], axes), info
+        )
         y_axis, x_axis = axes.index("y"), axes.index("x")
         if level == 0 and (array.shape[y_axis], array.shape[x_axis]) != (info.height, info.width):
             return ZarrSkip(
@@ -375,7 +388,8 @@ class ZarrPixelSource:
 
     async def _pick_level(
         self,
-        group: Any,
+        url: str,
+        zarr_format: int,
         datasets: list[str],
         axes: list[str],
         scales: list[tuple[float, float]] | None,
@@ -392,11 +406,11 @@ class ZarrPixelSource:
             (y0, x0) = scales[0]
             shapes = [(int(info.height * y0 / y), int(info.width * x0 / x)) for y, x in scales]
             start = choose_level(shapes)
-            array = await group.getitem(datasets[start])
+            array = await self._array(f"{url}/{datasets[start]}", zarr_format)
             if min(array.shape[y_axis], array.shape[x_axis]) >= IMAGE_SIZE or start == 0:
                 return start, array
         for level in range(start, -1, -1):
-            array = await group.getitem(datasets[level])
+            array = await self._array(f"{url}/{datasets[level]}", zarr_format)
             if min(array.shape[y_axis], array.shape[x_axis]) >= IMAGE_SIZE or level == 0:
                 return level, array
         raise AssertionError("unreachable: level 0 always returns")
