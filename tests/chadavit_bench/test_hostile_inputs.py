@@ -25,6 +25,7 @@ from chadavit_bench.datasets import DatasetFormatError, bloodmnist, load_manifes
 from chadavit_bench.datasets.synthetic import SyntheticConfig, write_synthetic
 from chadavit_bench.results import Row, to_frame, write_tables
 from chadavit_bench.runjson import write_run_json
+from chadavit_bench.tasks.checks import constant_target, one_class
 from chadavit_bench.testing import TINY_CHADAVIT, TINY_IMG_SIZE
 
 
@@ -309,3 +310,28 @@ def test_run_json_is_strict_json_with_non_finite_values_nulled_and_logged(
     document = json.loads((tmp_path / "run.json").read_text(), parse_constant=refuse)
     assert document == {"config": {"lr": None, "sizes": [1.0, None]}}
     assert "config.lr is nan, written as null" in caplog.text and "config.sizes[1] is inf" in caplog.text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_an_absent_device_is_one_line(root: Path, tmp_path: Path) -> None:
+    message = error_line(knn(root, tmp_path / "out", "-d", "cyclops", "--device", "cuda"), 2)
+    assert "--device 'cuda': cannot place random:chadavit_petit there" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_compare_csv_into_a_folder_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_tables(out, to_frame([Row("m", "d", "knn", "cls", 1.0, 0, "accuracy", 0.5)]))
+    result = invoke("compare", out, "m", "m", "--csv", tmp_path)
+    assert f"--csv {tmp_path} must be a file in an existing folder" in error_line(result, 2)
+
+
+def test_degenerate_splits_are_named() -> None:
+    names = ("a", "b")
+    assert one_class(np.array([0, 1]), np.array([1, 0]), names) is None
+    assert "the fit split holds a single class ('b')" in one_class(np.array([1, 1]), np.array([0, 1]), names)
+    assert "the eval split holds a single class ('a')" in one_class(np.array([0, 1]), np.array([0, 0]), names)
+    assert constant_target(np.array([0.1, 0.2]), np.array([0.3, 0.4])) is None
+    assert "the eval split's target is constant (0.5)" in constant_target(
+        np.array([0.1, 0.2]), np.array([0.5, 0.5])
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,6 +17,9 @@ from chadavit_bench import __version__
 from chadavit_bench.datasets import DATA_ROOT_VARIABLE, DatasetFormatError, DatasetNotFoundError, discover
 from chadavit_bench.models import ModelSpecError, parse_model_spec
 from chadavit_bench.tasks import REGISTRY, TASK_HELP, TASKS
+
+if TYPE_CHECKING:
+    from chadavit_bench.config import BenchConfig
 
 app = typer.Typer(
     name="chadavit-bench",
@@ -133,8 +136,8 @@ class RunRequest:
     workers: int = 4
     device: str = "cpu"
 
-    def config(self):
-        from chadavit_bench.config import BenchConfig, quick_config
+    def config(self) -> BenchConfig:
+        from chadavit_bench.config import BenchConfig, quick_config  # protocols: only when a run starts
 
         config = BenchConfig(
             img_size=self.img_size,
@@ -262,11 +265,7 @@ def run_all_command(
     """Run every task whose data is present, for every model; write tables and the report."""
     # Every other parameter is the RunRequest field of the same name.
     options = {k: v for k, v in locals().items() if k not in ("tasks", "manifests", "datasets")}
-    _execute(
-        RunRequest(
-            _split_tasks(tasks), manifests=manifests or [], datasets=datasets or None, **options
-        )
-    )
+    _execute(RunRequest(_split_tasks(tasks), manifests=manifests or [], datasets=datasets or None, **options))
 
 
 @app.command("run")
@@ -293,9 +292,7 @@ def run_command(
     # Every other parameter is the RunRequest field of the same name.
     options = {k: v for k, v in locals().items() if k not in ("task", "manifests", "datasets")}
     _execute(
-        RunRequest(
-            _split_tasks([task]), manifests=manifests or [], datasets=datasets or None, **options
-        )
+        RunRequest(_split_tasks([task]), manifests=manifests or [], datasets=datasets or None, **options)
     )
 
 
