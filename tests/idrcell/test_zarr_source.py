@@ -232,3 +232,18 @@ def test_choose_level_is_the_smallest_with_a_short_side_of_224():
     assert choose_level([(2000, 3000), (1000, 1500), (500, 750), (250, 375), (125, 187)]) == 3
     assert choose_level([(300, 200), (150, 100)]) == 0  # nothing reaches 224: full resolution
     assert choose_level([(448, 448), (224, 224)]) == 1
+
+
+def test_zarr_column_is_checked_and_written_only_when_used():
+    from idrcell.experiments import ExperimentListError, experiments_to_csv
+
+    plain = parse_experiments("study,container,id\nidr0001-a,screenA,1\n")
+    assert experiments_to_csv(plain).splitlines()[0] == "study,container,id,n_images,channels,z,t"
+    with_zarr = parse_experiments(
+        "study,container,zarr\nidr0001-a,screenA,v0.5/{study_id}/{plate_name}.ome.zarr\n"
+    )
+    text = experiments_to_csv(with_zarr)
+    assert text.splitlines()[0].endswith(",zarr") and parse_experiments(text) == with_zarr
+    with pytest.raises(ExperimentListError) as error:
+        parse_experiments("study,container,zarr\nidr0001-a,screenA,v0.4/{plate}.zarr\n")
+    assert "line 2: column 'zarr' has unknown placeholder {plate}" in str(error.value)

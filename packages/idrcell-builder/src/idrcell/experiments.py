@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import string
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,7 @@ REQUIRED_COLUMNS = ("study", "container")
 # `zarr`: where the experiment's OME-Zarr copies are, for studies whose naming breaks the usual
 # rules (docs/builder.md; placeholders as in data/zarr_layouts.csv).
 EXTRA_COLUMNS = ("zarr",)
+ZARR_PLACEHOLDERS = ("study_id", "letter", "plate_id", "plate_name", "image_id")
 
 ContainerKind = Literal["screen", "project"]
 
@@ -168,6 +170,23 @@ def parse_experiments(text: str, source: str = "<experiment list>") -> list[Expe
     return experiments
 
 
+def _parse_zarr_template(text: str, line: int, problems: list[str]) -> str | None:
+    """A `zarr` cell: a store path or URL whose `{...}` placeholders are ones the resolver fills."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except ValueError as error:
+        problems.append(f"line {line}: column 'zarr' is not a valid template ({error}): {text!r}")
+        return None
+    unknown = sorted(names - set(ZARR_PLACEHOLDERS))
+    if unknown:
+        problems.append(
+            f"line {line}: column 'zarr' has unknown placeholder {{{unknown[0]}}} "
+            f"(known: {', '.join('{' + p + '}' for p in ZARR_PLACEHOLDERS)})"
+        )
+        return None
+    return text
+
+
 def _parse_row(cells: dict[str, str], line: int, problems: list[str]) -> Experiment | None:
     before = len(problems)
     study, container = cells.get("study", ""), cells.get("container", "")
@@ -187,7 +206,7 @@ def _parse_row(cells: dict[str, str], line: int, problems: list[str]) -> Experim
     if cells.get("channels"):
         fields["channels"] = _parse_channels(cells["channels"], line, problems)
     if cells.get("zarr"):
-        fields["zarr"] = cells["zarr"]
+        fields["zarr"] = _parse_zarr_template(cells["zarr"], line, problems)
     if len(problems) > before:
         return None
     return Experiment(study=study, container=container, **fields)  # type: ignore[arg-type]
