@@ -147,12 +147,12 @@ def test_condor_jobs_prints_every_command_and_refuses_lists_htcondor_would_misre
 
     commented = write_list(tmp_path, MIXED_LIST.replace("idr0013", "# idr0013"), "commented.csv")
     result = runner.invoke(app, ["condor-jobs", str(commented)])
-    assert result.exit_code == 1 and "HTCondor reads data row 2 as study '#'" in result.output
+    assert result.exit_code == 2 and "HTCondor reads data row 2 as study '#'" in result.output
     blank = write_list(tmp_path, MIXED_LIST.replace("\nidr0013", "\n\nidr0013"), "blank.csv")
     result = runner.invoke(app, ["condor-jobs", str(blank)])
-    assert result.exit_code == 1 and "blank line" in result.output and str(blank) in result.output
+    assert result.exit_code == 2 and "blank line" in result.output and str(blank) in result.output
     result = runner.invoke(app, ["condor-jobs", str(listing), "concurrency"])
-    assert result.exit_code == 1 and "NAME=VALUE" in result.output
+    assert result.exit_code == 2 and "NAME=VALUE" in result.output
 
 
 def test_arguments_are_split_by_the_rules_of_condor_submit() -> None:
@@ -210,7 +210,7 @@ def test_build_on_condor_without_a_pool_fails_in_one_sentence_and_writes_nothing
 ) -> None:
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["build", "-e", str(tiny_list), "-o", str(out), "--executor", "condor"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # nothing was submitted: a usage error, not a failed run
     message = " ".join(result.output.split())
     assert "error: no HTCondor pool is reachable from this machine" in message
     assert "--executor local" in message
@@ -219,7 +219,7 @@ def test_build_on_condor_without_a_pool_fails_in_one_sentence_and_writes_nothing
     result = CliRunner().invoke(app, [*args, "--condor-set", "file_transfer=true"])
     message = " ".join(result.output.split())
     assert (
-        result.exit_code == 1 and "filesystem the execute nodes share" in message and "build.dag" in message
+        result.exit_code == 2 and "filesystem the execute nodes share" in message and "build.dag" in message
     )
     assert not out.exists()
 

@@ -97,12 +97,12 @@ def test_cli_check_lists_problems_and_build_writes_nothing(tmp_path: Path) -> No
     bad.write_text("study,container\nidr0001-a,wellA\nidr0001-a,wellA\n", encoding="utf-8")
     runner = CliRunner()
     checked = runner.invoke(app, ["experiments", "check", str(bad)])
-    assert checked.exit_code == 1
+    assert checked.exit_code == 2  # the list named on the command line is unusable
     assert "line 2: unknown container kind 'wellA'" in checked.output
     assert "line 3: duplicate row" in checked.output
     out = tmp_path / "out"
     built = runner.invoke(app, ["build", "--experiments", str(bad), "--out", str(out)])
-    assert built.exit_code == 1 and not out.exists()
+    assert built.exit_code == 2 and not out.exists()
     good = tmp_path / "good.csv"
     good.write_text("study,container,n_images\nidr0001-a,screenA,5\n", encoding="utf-8")
     listed = runner.invoke(app, ["experiments", "check", str(good)])

@@ -80,5 +80,5 @@ def test_import_groups_channels_by_image_and_verifies(tmp_path: Path) -> None:
 
 def test_the_cli_rejects_a_folder_without_the_layout(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["import-hf", str(tmp_path), "--out", str(tmp_path / "out")])
-    assert result.exit_code == 1 and "has no imgs/ folder" in result.output
+    assert result.exit_code == 2 and "has no imgs/ folder" in result.output
     assert not (tmp_path / "out").exists()

@@ -48,7 +48,7 @@ def test_a_malformed_experiment_list_names_every_bad_line_and_writes_nothing(
     out = tmp_path / "out"
     result = run(rel, "idrcell", "build", "-e", listing, "-o", out, env=rel.cli_env(tiny_emulator_url))
     message = rel.one_line_error(result)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error: the list it names is unusable, nothing was done
     assert f"error: 2 problems in {listing}:" in message
     assert "line 2: column 'n_images' must be an integer, got 'many'" in message
     assert "line 3: unknown container kind 'plateB'" in message

@@ -86,16 +86,28 @@ def main(
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
+# Exit codes, the same in the three CLIs (README.md, "Exit codes"): 0 success; USAGE_ERROR when the
+# command line, or a file or setting it names, is unusable and nothing was done; RUN_FAILED when the
+# work started and failed. `idrcell stage` keeps the meaning its HTCondor job relies on (its docstring).
+RUN_FAILED, USAGE_ERROR = 1, 2
+
+
+def _fail(message: str, code: int) -> typer.Exit:
     errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
-def _load_list(path: Path, code: int = 1) -> list[Experiment]:
+def _load_list(path: Path) -> list[Experiment]:
     try:
         return load_experiments(path)
     except ExperimentListError as error:
-        raise _fail(str(error), code) from None
+        raise _fail(str(error), USAGE_ERROR) from None
+
+
+def _dataset_dir(path: Path) -> Path:
+    if not path.is_dir():
+        raise _fail(f"{path} is not a directory; give the dataset folder (with dataset.json)", USAGE_ERROR)
+    return path
 
 
 def _stage_config(
@@ -110,8 +122,7 @@ def _stage_config(
 ) -> StageConfig:
     if pixel_source not in PIXEL_SOURCES:
         raise _fail(
-            f"--pixel-source must be one of {', '.join(PIXEL_SOURCES)}, got {pixel_source!r}",
-            2,  # usage error
+            f"--pixel-source must be one of {', '.join(PIXEL_SOURCES)}, got {pixel_source!r}", USAGE_ERROR
         )
     client = ClientConfig(
         base_url=base_url, concurrency=concurrency, timeout_s=timeout, max_retries=retries, seed=seed
@@ -163,7 +174,7 @@ def experiments_zarr_coverage(
 
 @experiments_app.command("check")
 def experiments_check(path: Path = typer.Argument(..., help="Experiment list CSV to validate.")) -> None:
-    """Validate an experiment list and show what it asks for; exit 1 listing every problem."""
+    """Validate an experiment list and show what it asks for; exit 2 listing every problem."""
     experiments = _load_list(path)
     table = Table(title=f"{len(experiments)} experiments in {path}")
     for column in ("study", "container", "kind", "id", "n_images", "channels", "z", "t"):
@@ -224,7 +235,7 @@ def stage(
     from idrcell.condor import CondorError
     from idrcell.executors import EXIT_BAD_INPUT, exit_code, make_jobs, run_job
 
-    rows = _load_list(experiments, EXIT_BAD_INPUT)
+    rows = _load_list(experiments)  # USAGE_ERROR is EXIT_BAD_INPUT: HTCondor holds the job
     try:
         experiment = find_experiment(rows, study, container)
     except KeyError as error:
@@ -281,8 +292,8 @@ def merge(
                 limits=ShardLimits(max_shard_samples, max_shard_bytes),
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-        except MergeError as error:
-            raise _fail(str(error)) from None
+        except MergeError as error:  # raised before anything is written: OUT is not ready to merge
+            raise _fail(str(error), USAGE_ERROR) from None
     _report_merge(result, out)
 
 
@@ -330,6 +341,7 @@ def build(
     """Stage every experiment of a list, then merge: the whole dataset. Kill it and rerun to resume."""
     from idrcell.build import build as run_build
     from idrcell.condor import CondorError
+    from idrcell.dataset import OutputDirError
     from idrcell.merge import MergeError
 
     rows = _load_list(experiments)
@@ -338,8 +350,20 @@ def build(
     )
     if executor is ExecutorKind.condor and (pixel_source, zarr_base_url) != ("auto", DEFAULT_ZARR_BASE_URL):
         # The HTCondor job's command line (condor/scrape.sub) does not carry these two options yet.
-        raise _fail("--pixel-source and --zarr-base-url work with --executor local only", 2)  # usage error
+        raise _fail("--pixel-source and --zarr-base-url work with --executor local only", USAGE_ERROR)
     limits = ShardLimits(max_shard_samples, max_shard_bytes)
+    variables = _assignments(condor_set)
+    submitted = False
+
+    def on_submit(cluster: int, count: int, logs: Path) -> None:
+        nonlocal submitted
+        submitted = True
+        console.print(
+            f"Submitted {count} stage jobs as HTCondor cluster {cluster} (logs in {logs}); "
+            f"Ctrl-C stops following them, condor_rm {cluster} stops them.",
+            highlight=False,
+        )
+
     started = time.monotonic()
     try:
         with _staging_bars({e.name: e.n_images for e in rows}) as bars:
@@ -354,12 +378,8 @@ def build(
                     limits,
                     progress=bars.update,
                     merge_progress=bars.merge_progress,
-                    variables=_assignments(condor_set),
-                    on_submit=lambda cluster, count, logs: console.print(
-                        f"Submitted {count} stage jobs as HTCondor cluster {cluster} (logs in {logs}); "
-                        f"Ctrl-C stops following them, condor_rm {cluster} stops them.",
-                        highlight=False,
-                    ),
+                    variables=variables,
+                    on_submit=on_submit,
                 )
             else:
                 result = run_build(
@@ -372,8 +392,13 @@ def build(
                     progress=bars.update,
                     merge_progress=bars.merge_progress,
                 )
-    except (MergeError, CondorError) as error:
-        raise _fail(str(error)) from None
+    except CondorError as error:
+        # Before the schedd took jobs nothing ran: the list, a --condor-set value or the pool is unusable.
+        raise _fail(str(error), RUN_FAILED if submitted else USAGE_ERROR) from None
+    except MergeError as error:
+        raise _fail(str(error), RUN_FAILED) from None
+    except OutputDirError as error:  # checked before any job started
+        raise _fail(str(error), USAGE_ERROR) from None
     _report_stages(result.stages, out, time.monotonic() - started)
     if not result.complete:
         from idrcell.executors import EXIT_BAD_INPUT, exit_code
@@ -386,7 +411,7 @@ def build(
             if bad_input
             else "run the same command again to resume them"
         )
-        raise _fail(f"{len(result.unfinished)} experiment(s) did not finish ({names}); {hint}")
+        raise _fail(f"{len(result.unfinished)} experiment(s) did not finish ({names}); {hint}", RUN_FAILED)
     _report_merge(result.merge, out)
 
 
@@ -396,7 +421,7 @@ def _assignments(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, equals, value = pair.partition("=")
         if not equals or not name.strip():
-            raise _fail(f"{pair!r} is not a NAME=VALUE submit variable assignment")
+            raise _fail(f"{pair!r} is not a NAME=VALUE submit variable assignment", USAGE_ERROR)
         values[name.strip()] = value.strip()
     return values
 
@@ -421,8 +446,8 @@ def condor_jobs(
     rows = _load_list(experiments)
     try:
         queued = condor_queue(rows, experiments, _assignments(assignments or []), submit_file)
-    except CondorError as error:
-        raise _fail(str(error)) from None
+    except CondorError as error:  # it only expands the submit file: any problem is in the input
+        raise _fail(str(error), USAGE_ERROR) from None
     for job in queued:
         typer.echo(shlex.join(job.command))
     summary = f"{len(queued)} jobs for the {len(rows)} experiments of {experiments}"
@@ -437,6 +462,7 @@ def verify(
     """Check every shard, sample, checksum and the index against the idrcell-v1 contract."""
     from idrcell.verify import verify_dataset
 
+    _dataset_dir(path)
     with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), console=console) as bar:
         task = bar.add_task("verify", total=None)
         report = verify_dataset(
@@ -447,7 +473,7 @@ def verify(
         return
     for problem in report.problems:
         errors.print(problem, highlight=False, markup=False)
-    raise _fail(f"{len(report.problems)} problems in {path}")
+    raise _fail(f"{len(report.problems)} problems in {path}", RUN_FAILED)
 
 
 @app.command()
@@ -459,10 +485,11 @@ def stats(
     from idrcell.cli_report import stats_tables
     from idrcell.stats import StatsError, dataset_stats
 
+    _dataset_dir(path)
     try:
         numbers = dataset_stats(path)
-    except StatsError as error:
-        raise _fail(str(error)) from None
+    except StatsError as error:  # a missing or damaged index.parquet
+        raise _fail(str(error), RUN_FAILED) from None
     if as_json:
         typer.echo(json.dumps(numbers, indent=1, sort_keys=True))
         return
@@ -485,7 +512,7 @@ def probe(
     try:
         report = asyncio.run(run_probe(base_url, zarr_base_url, image))
     except (IDRError, OSError) as error:
-        raise _fail(f"{base_url}: {error}", 1) from None  # the run failed
+        raise _fail(f"{base_url}: {error}", RUN_FAILED) from None
     table = Table(title=f"{base_url} (OME-Zarr: {zarr_base_url})")
     for column in ("route", "answers", "detail"):
         table.add_column(column)
@@ -494,9 +521,7 @@ def probe(
     console.print(table)
     console.print(f"--pixel-source auto would use: {report.pixel_source}", highlight=False)
     if not report.checks[0].ok:
-        raise _fail(
-            f"{base_url} does not answer the JSON API: {report.checks[0].detail}", 1
-        )  # the run failed
+        raise _fail(f"{base_url} does not answer the JSON API: {report.checks[0].detail}", RUN_FAILED)
 
 
 @app.command("import-hf")
@@ -513,6 +538,7 @@ def import_hf(
     max_shard_bytes: int = SHARD_BYTES,
 ) -> None:
     """Convert the authors' published per-channel PNGs into idrcell-v1 shards, index and dataset.json."""
+    from idrcell.dataset import OutputDirError
     from idrcell.importhf import HFLayoutError
     from idrcell.importhf import import_hf as run_import
 
@@ -527,10 +553,14 @@ def import_hf(
                 catalogue=catalogue,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
-        except (HFLayoutError, OSError) as error:
-            raise _fail(str(error)) from None
+        except (HFLayoutError, OutputDirError) as error:  # found before anything is written
+            raise _fail(str(error), USAGE_ERROR) from None
+        except OSError as error:
+            raise _fail(str(error), RUN_FAILED) from None
     if result.ignored_files:
         console.print(f"[yellow]ignored {result.ignored_files} files that do not follow the layout[/yellow]")
+    for key, reason in result.summary.skipped:  # also listed in dataset.json under "skipped"
+        errors.print(f"skipped {key}: {reason}", highlight=False, markup=False, soft_wrap=True)
     s = result.summary
     if result.already_done:
         console.print(f"Nothing to do: {out} is already complete ({s.samples} samples in {s.shards} shards).")

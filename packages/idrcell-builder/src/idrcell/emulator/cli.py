@@ -82,9 +82,7 @@ def emulator_command(
         loaded = load_catalogue(catalogue, seed=seed)
     except (CatalogueSpecError, ValueError) as error:
         errors.print(f"[red]error:[/red] {error}", highlight=False, markup=True)
-        raise typer.Exit(2) from None
-    if experiments_out is not None:
-        atomic_write_text(experiments_out, loaded.experiments_csv_text())
+        raise typer.Exit(2) from None  # exit codes: README.md, "Exit codes"
     if mode not in ("classic", "2026"):
         errors.print(f"[red]error:[/red] --mode must be classic or 2026, got {mode!r}", highlight=False)
         raise typer.Exit(2)
@@ -98,10 +96,15 @@ def emulator_command(
         mode=mode,
     )
     try:
+        if experiments_out is not None:
+            try:
+                atomic_write_text(experiments_out, loaded.experiments_csv_text())
+            except OSError as error:
+                raise OSError(f"cannot write --experiments-out {experiments_out}: {error.strerror}") from None
         server.start()
-    except OSError as error:
+    except OSError as error:  # an unwritable --experiments-out, a --host/--port that cannot be bound
         errors.print(f"[red]error:[/red] {error}", highlight=False)
-        raise typer.Exit(1) from None
+        raise typer.Exit(2) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
