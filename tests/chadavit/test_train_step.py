@@ -1,4 +1,5 @@
-"""One DINO step: schedules reach the optimizer, prototypes stay frozen in epoch 1, the teacher is an EMA."""
+"""One DINO step: schedules reach the optimizer, prototypes stay frozen in epoch 1, the teacher is an EMA;
+another objective runs in the same loop."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ from pathlib import Path
 import pytest
 import torch
 
+import chadavit
 from chadavit.data.loader import EpochPlan, ShardSet, make_epoch_loader
 from chadavit.data.testing import write_shards
+from chadavit.ssl.methods import OBJECTIVES
+from chadavit.train.checkpoint import read_checkpoint
+from chadavit.train.config import RULES
 from chadavit.train.distributed import DistContext
-from chadavit.train.loop import Trainer
+from chadavit.train.loop import Trainer, train
+from chadavit.train.metrics import read_metrics
 from chadavit.train.testing import tiny_config
+from chadavit.train.validation import one_of
 
 
 @pytest.fixture()
@@ -60,3 +67,64 @@ def test_after_the_first_epoch_the_prototypes_learn(trainer_and_batch: tuple) ->
     trainer.step = trainer.steps_per_epoch  # first step of epoch 2
     trainer.train_step(batch.global_batches(), batch.local_batches())
     assert not torch.equal(student.head.last_layer_direction, before)
+
+
+class ShrinkEmbeddings:
+    """A toy objective (pull the global views' embeddings to 0): the loop must run it unchanged."""
+
+    def __init__(self, config, steps_per_epoch: int) -> None:
+        torch.manual_seed(0)
+        self.network = chadavit.create_model(config.model, **dict(config.model_overrides))
+        self.backbone = self.network
+        self._forward = self.network
+        self.after_steps: list[int] = []
+
+    def to(self, device):
+        self.network.to(device)
+        return self
+
+    def use_forward(self, forward) -> None:
+        self._forward = forward
+
+    def param_groups(self):
+        return [{"params": list(self.network.parameters()), "apply_wd": True}]
+
+    def loss(self, views, step: int):
+        return torch.stack([self._forward(view).pow(2).mean() for view in views.global_views]).mean()
+
+    def adjust_gradients(self, step: int) -> None:
+        pass
+
+    def after_step(self, step: int) -> None:
+        self.after_steps.append(step)
+
+    def step_metrics(self, step: int) -> dict[str, float]:
+        return {"after_steps": float(len(self.after_steps))}
+
+    def weight_modules(self):
+        return (self.network,)
+
+    def export_backbone(self):
+        return self.network
+
+    def state_dict(self):
+        return {"student": self.network.state_dict()}
+
+    def load_state_dict(self, state) -> None:
+        self.network.load_state_dict(state["student"])
+
+
+def test_another_objective_runs_in_the_loop_without_a_change_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(OBJECTIVES, "shrink", ShrinkEmbeddings)
+    monkeypatch.setitem(RULES, "objective", one_of(*OBJECTIVES))
+    write_shards(tmp_path / "data", [8], image_size=64)
+    train(tiny_config(tmp_path / "data", tmp_path / "run", objective="shrink", epochs=2))
+    metrics = read_metrics(tmp_path / "run")
+    assert [m["after_steps"] for m in metrics] == [float(step + 1) for step in range(12)]
+    assert metrics[-1]["loss"] < metrics[0]["loss"]
+    state = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert state["config"]["objective"] == "shrink" and state["step"] == 12
+    exported = chadavit.from_pretrained(tmp_path / "run" / "model").state_dict()
+    assert all(torch.equal(exported[k], v) for k, v in state["student"].items())

@@ -232,6 +232,9 @@ class DinoObjective:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        missing = [name for name in ("student", "teacher", "loss") if name not in state]
+        if missing:
+            raise ValueError(f"the checkpoint lacks DINO's {missing}")
         self.network.load_state_dict(state["student"])
         self.teacher.load_state_dict(state["teacher"])
         self.loss_fn.load_state_dict(state["loss"])

@@ -28,8 +28,9 @@ logger = logging.getLogger(__name__)
 FORMAT = "chadavit-train-checkpoint-v1"
 LAST = "last.pt"
 PREVIOUS = "prev.pt"
+# What every checkpoint holds; an objective adds its own entries (DINO: "teacher", "loss").
 REQUIRED_FIELDS = (
-    "format", "model", "model_overrides", "student", "teacher", "optimizer", "scaler", "loss",
+    "format", "model", "model_overrides", "student", "optimizer", "scaler",
     "step", "epoch", "step_in_epoch", "steps_per_epoch", "rng", "config",
 )  # fmt: skip
 
@@ -181,5 +182,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, network: str 
         what = "does not exist" if not Path(checkpoint).exists() else "is not a file"
         raise CheckpointError(f"checkpoint {checkpoint} {what}")
     state = read_checkpoint(Path(checkpoint))
+    if not isinstance(state.get(network), dict):
+        raise CheckpointError(f"checkpoint {checkpoint} holds no {network} network; try --network student")
     model = backbone_from_state(state["model"], dict(state["model_overrides"]), state[network])
     return model.save_pretrained(out_dir)
