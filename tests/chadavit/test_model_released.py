@@ -1,5 +1,5 @@
 """`chadavit_moyen_v1` is the released architecture: an independent, literal implementation of
-reference-model.md (nn.MultiheadAttention, zero padding to N_max, "all-zero token" mask) loads
+docs/reference-model.md (nn.MultiheadAttention, zero padding to N_max, "all-zero token" mask) loads
 its state dict with strict keys and gives the same numbers."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class _ReferenceBlock(nn.Module):
 
 
 class _ReferenceChAdaViT(nn.Module):
-    """Steps 1-6 of reference-model.md, written as literally as possible."""
+    """Steps 1-6 of docs/reference-model.md, written as literally as possible."""
 
     def __init__(self, dim: int, depth: int, heads: int, ffn: int, slots: int, patch: int, img: int) -> None:
         super().__init__()
@@ -72,7 +72,7 @@ def test_released_architecture_matches_a_literal_reference(tiny_model, random_im
 
 
 def test_released_defaults_have_the_checkpoint_shapes() -> None:
-    """The parameter table of reference-model.md, for D = 192, depth 12, N_max 10."""
+    """The parameter table of docs/reference-model.md, for D = 192, depth 12, N_max 10."""
     model = create_model("chadavit_moyen_v1")
     shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
     expected = {

@@ -1,4 +1,4 @@
-"""The emulator honours the IDR web API contract (/work/shared/idr-api.md) route by route."""
+"""The emulator honours the IDR web API contract (docs/idr-api.md) route by route."""
 
 from __future__ import annotations
 

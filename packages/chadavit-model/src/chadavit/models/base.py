@@ -3,7 +3,7 @@
 A *plane* is one (H, W) channel of one image. A *sequence* is [CLS, tokens of some planes]:
 all the planes of an image for ChAda-ViT, a single plane for the one-channel baseline. The
 padding-free path packs sequences grouped by plane count; the padded reference path pads every
-sequence to `num_slots` planes and masks the padded keys (reference-model.md, step 2).
+sequence to `num_slots` planes and masks the padded keys (docs/reference-model.md, step 2).
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ class PreNormBlock(nn.Module):
 
 
 class ReleasedBlock(nn.Module):
-    """The block of the authors' released checkpoint, reproduced exactly (reference-model.md):
+    """The block of the authors' released checkpoint, reproduced exactly (docs/reference-model.md):
 
     a = attn(norm1 x); x = norm1(x + a); x = norm2(x + linear2(relu(linear1 x))).
     `norm1` really is applied twice. LayerNorm eps 1e-5, ReLU FFN, no dropout.

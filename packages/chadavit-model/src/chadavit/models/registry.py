@@ -21,7 +21,7 @@ _CONFIGS: dict[str, ViTConfig] = {
     "chadavit_petit": ViTConfig(name="chadavit_petit", embed_dim=96, num_heads=2),
     "chadavit_moyen": ViTConfig(name="chadavit_moyen", embed_dim=192, num_heads=3),
     "chadavit_grand": ViTConfig(name="chadavit_grand", embed_dim=384, num_heads=6),
-    # The authors' released "chadavit16-moyen" (reference-model.md): nn.TransformerEncoderLayer
+    # The authors' released "chadavit16-moyen" (docs/reference-model.md): nn.TransformerEncoderLayer
     # style block with norm1 applied twice, ReLU FFN of width 2048, LayerNorm eps 1e-5 in blocks,
     # 1e-6 final, no drop path. The training scripts build 2 heads; the file cannot tell.
     "chadavit_moyen_v1": ViTConfig(

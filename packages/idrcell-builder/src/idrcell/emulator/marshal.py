@@ -1,7 +1,7 @@
 """JSON in the shapes IDR answers: omero-marshal objects, webgateway imgData, webclient annotations.
 
 Shapes follow the OMERO JSON API documentation (omero-documentation, developers/json-api.rst) and
-the real IDR answers in /work/shared/data/idr-samples/. Fields whose value is null are omitted from
+answers the real IDR gave (docs/idr-api.md). Fields whose value is null are omitted from
 omero-marshal objects, as the JSON API does.
 """
 
