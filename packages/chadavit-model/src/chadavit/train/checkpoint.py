@@ -123,7 +123,7 @@ def resolve_resume(resume: str | None, out_dir: str | Path) -> tuple[dict[str, A
         return load_latest(directory)
     path = Path(resume)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} {'is not a file' if path.exists() else 'does not exist'}")
     return read_checkpoint(path), path
 
 

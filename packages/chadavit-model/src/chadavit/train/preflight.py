@@ -64,6 +64,9 @@ def prepare(config: TrainConfig) -> PreparedRun:
     out = Path(config.out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"run folder {out} exists and is not a folder; choose another --out")
+    existing = next(folder for folder in (out, *out.absolute().parents) if folder.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"run folder {out} cannot be written ({existing} is not writable)")
     shard_set = ShardSet.scan(config.data_dir)  # a missing or empty data dir fails here, once
     world_size = world_size_of(config)
     found = ckpt.resolve_resume(config.resume, config.out_dir)  # a bad --resume before the data checks
