@@ -247,3 +247,33 @@ def test_zarr_column_is_checked_and_written_only_when_used():
     with pytest.raises(ExperimentListError) as error:
         parse_experiments("study,container,zarr\nidr0001-a,screenA,v0.4/{plate}.zarr\n")
     assert "line 2: column 'zarr' has unknown placeholder {plate}" in str(error.value)
+
+
+def test_zarr_build_through_faults_gives_the_same_bytes(tmp_path):
+    """Chunk and metadata fetches go through the client's retries: 5xx, 429 and cut bodies on the
+    object store change nothing in the samples."""
+    from idrcell.emulator import FaultConfig
+
+    row = "idr0801-zarr-plates,screenA,801,{n},"
+    with EmulatorServer(load_catalogue(SPEC), mode="2026") as server:
+        clean = _stage(server, row, tmp_path / "clean", "zarr")
+        server.set_faults(
+            FaultConfig(rate=0.3, kinds=("500", "502", "truncated", "429"), retry_after_s=0, seed=3)
+        )
+        experiment = parse_experiments("study,container,id,n_images\n" + row.format(n=4).rstrip(","))[0]
+        config = StageConfig(
+            client=ClientConfig(
+                base_url=server.base_url, max_retries=12, backoff_base_s=0.01, backoff_max_s=0.05
+            ),
+            pixel_source="zarr",
+            zarr_base_url=server.zarr_base_url,
+        )
+        faulty = stage_experiment(experiment, tmp_path / "faulty", config)
+        injected = server.stats.faults
+    assert clean.selected == faulty.selected == 4 and faulty.complete
+    assert sum(injected.values()) > 0 and injected.get("truncated", 0) > 0, injected
+    assert sum(faulty.retries.values()) >= sum(injected.values())
+    clean_files = sorted((tmp_path / "clean").glob("staging/*/samples/*.tar"))
+    faulty_files = sorted((tmp_path / "faulty").glob("staging/*/samples/*.tar"))
+    assert [p.name for p in clean_files] == [p.name for p in faulty_files]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(clean_files, faulty_files, strict=True))

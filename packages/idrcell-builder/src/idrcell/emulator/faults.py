@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 ALL_FAULT_KINDS: tuple[str, ...] = ("500", "502", "504", "timeout", "truncated", "concurrency", "429")
 
-# Kinds that only make sense on some routes: a truncated body is a JPEG cut short, and the
-# rendering engine's ConcurrencyException only comes from imgData and render_* (idr-api.md).
+# Kinds that only make sense on some routes: a truncated body is a JPEG (or an OME-Zarr file of the
+# object store) cut short, and the rendering engine's ConcurrencyException only comes from imgData
+# and render_* (docs/idr-api.md).
 _ROUTE_LIMITED_KINDS = {
-    "truncated": frozenset({"render_image", "render_image_region"}),
+    "truncated": frozenset({"render_image", "render_image_region", "zarr"}),
     "concurrency": frozenset({"imgData", "render_image", "render_image_region"}),
 }
 
