@@ -158,9 +158,9 @@ def test_a_broken_manifest_in_the_data_root_is_a_listed_skip(root: Path, tmp_pat
     shutil.copytree(root, data)
     (data / "manifests" / "broken.csv").write_text("key,channels,label,split\na,[],x,train\n")
     out = tmp_path / "out"
-    result = knn(data, out, "-d", "cyclops", "-d", "broken")
-    assert "lists no channel files" in error_line(result, 2)  # named with -d: an error
-    result = knn(data, out)  # found by itself: it runs the rest and lists this one
+    alone = error_line(knn(data, out, "-d", "broken"), 2)  # named, and nothing else to run
+    assert "nothing to run under" in alone and "* on broken: " in alone and "lists no channel files" in alone
+    result = knn(data, out)  # found by itself: the others run, this one is listed
     assert result.exit_code == 0, result.output
     run = json.loads((out / "run.json").read_text())
     broken = [s for s in run["skipped"] if s["dataset"] == "broken"]

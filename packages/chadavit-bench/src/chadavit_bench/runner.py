@@ -81,12 +81,17 @@ def cap_splits(dataset: DownstreamDataset, limit: int | None, seed: int = 0) -> 
 
 
 def plan(
-    tasks: Sequence[str], found: dict[str, DownstreamDataset], missing: dict[str, str], config: BenchConfig
+    tasks: Sequence[str],
+    found: dict[str, DownstreamDataset],
+    missing: dict[str, str],
+    config: BenchConfig,
+    requested: Sequence[str] = (),
 ) -> tuple[list[Job], list[Skip]]:
     """The jobs to run and, for every task, the datasets it would have used but cannot.
 
-    A dataset that could not be loaded and that no task names (a manifest in ROOT/manifests/) is
-    listed as skipped by every task ("*"), so it never disappears without a word."""
+    A dataset that could not be loaded, that no task's skip names, and that is a manifest found in
+    ROOT/manifests/ or a `requested` name (`--dataset`), is listed as skipped by every task ("*"):
+    it never disappears without a word."""
     unknown = [t for t in tasks if t not in REGISTRY]
     if unknown:
         raise ValueError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
@@ -96,7 +101,12 @@ def plan(
         task_jobs, task_skips = REGISTRY[name].datasets.plan(name, found, missing, config.attention_datasets)
         jobs += task_jobs
         skips += task_skips
-    skips += [Skip("*", name, "*", reason) for name, reason in missing.items() if name not in LOADERS]
+    named = {skip.dataset for skip in skips}
+    skips += [
+        Skip("*", name, "*", reason)
+        for name, reason in missing.items()
+        if name not in named and (name not in LOADERS or name in requested)
+    ]
     return jobs, skips
 
 
@@ -106,15 +116,15 @@ def check_requested(
     manifests: Sequence[Path],
     names: Sequence[str] | None,
 ) -> None:
-    """A dataset the user named (`--dataset`, `--manifest`) that cannot be used is an error, not a skip."""
+    """A `--manifest` file that cannot be used, or a `--dataset` name that names nothing, is an error.
+
+    (A named dataset that is absent or broken is a listed skip, see `plan`: the others still run.)"""
     for path in manifests:
         for key in (str(path), path.stem):
             if key in missing:
                 raise DatasetFormatError(f"--manifest {path}: {missing[key]}")
     for name in names or ():
-        if name in missing:
-            raise DatasetNotFoundError(missing[name])
-        if name not in found and Path(name).stem not in found:
+        if name not in found and name not in missing and Path(name).stem not in found:
             raise DatasetNotFoundError(
                 f"--dataset {name!r} is neither a dataset ({', '.join(LOADERS)}) nor a manifest's name"
             )
@@ -187,7 +197,7 @@ def run_all(
     specs: Sequence[ModelSpec],
     data_root: Path | None,
     out: Path,
-    config: BenchConfig = BenchConfig(),
+    config: BenchConfig | None = None,
     tasks: Sequence[str] = TASKS,
     manifests: Sequence[Path] = (),
     datasets: Sequence[str] | None = None,
@@ -201,6 +211,7 @@ def run_all(
     """
     from chadavit_bench.report import build_report  # the report imports matplotlib: only when needed
 
+    config = config or BenchConfig()
     progress = progress or Progress()
     specs = unique_labels(list(specs))
     if not specs:
@@ -210,7 +221,7 @@ def run_all(
     found, missing = discover(data_root, manifests, datasets)
     check_requested(found, missing, manifests, datasets)
     found = {name: cap_splits(dataset, config.max_images_per_split) for name, dataset in found.items()}
-    jobs, skipped = plan(tasks, found, missing, config)
+    jobs, skipped = plan(tasks, found, missing, config, datasets or ())
     if not jobs:
         reasons = "; ".join(f"{s.task} on {s.dataset}: {s.reason}" for s in skipped) or "no dataset found"
         raise DatasetNotFoundError(f"nothing to run under {data_root}: {reasons}")
