@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,6 +85,19 @@ class ModelContext:
             rows=self.rows({metric: math.nan}, dataset, task, kind, 1.0, 0),
             flags=[Flag(self.label, dataset, task, kind, reason)],
         )
+
+    def usable_features(
+        self, name: str, task: str, metric: str, output: TaskOutput
+    ) -> Iterator[tuple[str, np.ndarray]]:
+        """(kind, features) of each configured feature kind of dataset `name` that is finite; the
+        others add their NaN `metric` row and flag to `output` (see `unusable_features`)."""
+        for kind in self.config.features:
+            x = self.embeddings(name).features(kind)
+            unusable = self.unusable_features(x, name, task, kind, metric)
+            if unusable is None:
+                yield kind, x
+            else:
+                output.add(unusable)
 
     def flag(self, dataset: str, task: str, kind: str, reason: str | None) -> list[Flag]:
         return [] if reason is None else [Flag(self.label, dataset, task, kind, reason)]

@@ -20,12 +20,7 @@ def run(context: ModelContext, datasets: tuple[str, ...]) -> TaskOutput:
     labels = dataset.labels(range(len(dataset)))
     warning = one_class(labels[fit], labels[evaluate], dataset.class_names)
     output = TaskOutput()
-    for kind in context.config.features:
-        x = context.embeddings(name).features(kind)
-        unusable = context.unusable_features(x, name, "knn", kind, "accuracy")
-        if unusable is not None:
-            output.add(unusable)
-            continue
+    for kind, x in context.usable_features(name, "knn", "accuracy", output):
         metrics = run_knn(
             x[fit], labels[fit], x[evaluate], labels[evaluate], len(dataset.class_names),
             context.config.knn, grid=context.config.knn_grid,

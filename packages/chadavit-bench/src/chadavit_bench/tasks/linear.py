@@ -24,12 +24,7 @@ def run(context: ModelContext, datasets: tuple[str, ...]) -> TaskOutput:
     warning = one_class(labels[fit], labels[evaluate], dataset.class_names)
     config = context.config
     output = TaskOutput()
-    for kind in config.features:
-        x = context.embeddings(name).features(kind)
-        unusable = context.unusable_features(x, name, "linear", kind, "accuracy")
-        if unusable is not None:
-            output.add(unusable)
-            continue
+    for kind, x in context.usable_features(name, "linear", "accuracy", output):
         for fraction in config.fractions:
             for seed in range(config.seeds):
                 chosen = fit[stratified_subset(labels[fit], fraction, seed)]

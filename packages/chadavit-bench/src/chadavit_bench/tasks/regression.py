@@ -18,12 +18,7 @@ def run(context: ModelContext, datasets: tuple[str, ...]) -> TaskOutput:
     targets = dataset.targets(range(len(dataset)))
     warning = constant_target(targets[fit], targets[evaluate])
     output = TaskOutput()
-    for kind in context.config.features:
-        x = context.embeddings(name).features(kind)
-        unusable = context.unusable_features(x, name, "regression", kind, "r2")
-        if unusable is not None:
-            output.add(unusable)
-            continue
+    for kind, x in context.usable_features(name, "regression", "r2", output):
         metrics = run_regression(
             x[fit], targets[fit], x[evaluate], targets[evaluate], context.config.regression
         )
