@@ -24,7 +24,7 @@ HOME_FOLDER = re.compile(r"(?<![\w.])/(?:root|home/[^/\s\"'`]+)/")
 SHARED_NOTES = "../" + "shared/"  # split so that this file does not match itself
 
 URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+")
-# A file name ending in .md, with or without folders before it (`docs/format.md`, `../README.md`).
+# A file name ending in .md, with or without folders before it (`docs/format.md`, `README.md`).
 MARKDOWN_NAME = re.compile(r"(?<![\w./-])((?:\.{1,2}/)*(?:[\w.-]+/)*[\w-][\w.-]*\.md)(?![\w-])")
 MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
 # Files the tools write, mentioned as outputs rather than cited as documents.
