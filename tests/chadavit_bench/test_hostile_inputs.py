@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 import chadavit
 from chadavit_bench import runner
 from chadavit_bench.cli import app
-from chadavit_bench.datasets import DatasetFormatError, bloodmnist, load_manifest
+from chadavit_bench.datasets import DatasetFormatError, bloodmnist, load_manifest, nfkb
 from chadavit_bench.datasets.synthetic import SyntheticConfig, write_synthetic
 from chadavit_bench.results import Row, to_frame, write_tables
 from chadavit_bench.runjson import write_run_json
@@ -335,3 +335,20 @@ def test_degenerate_splits_are_named() -> None:
     assert "the eval split's target is constant (0.5)" in constant_target(
         np.array([0.1, 0.2]), np.array([0.5, 0.5])
     )
+
+
+@pytest.mark.parametrize(
+    ("ratio", "expected"), [("nan", "is not a finite number"), (None, "is not a number")]
+)
+def test_an_nfkb_split_with_a_missing_or_nan_ratio_is_refused(
+    tmp_path: Path, ratio: str | None, expected: str
+) -> None:
+    write_synthetic(tmp_path, ["nfkb"], SyntheticConfig(image_size=8))
+    split = tmp_path / "nfkb" / "single_ratio_images_train.csv"
+    lines = split.read_text().splitlines()
+    cat, image_name, _ = lines[1].split(",")
+    lines[1] = f"{cat},{image_name},{ratio}" if ratio is not None else f"{cat},{image_name}"
+    split.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetFormatError, match=expected) as raised:
+        nfkb.load(tmp_path)
+    assert str(split) in str(raised.value)

@@ -94,7 +94,7 @@ def plan(
     it never disappears without a word."""
     unknown = [t for t in tasks if t not in REGISTRY]
     if unknown:
-        raise ValueError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
+        raise ValueError(f"unknown task(s) {', '.join(unknown)}; choose from {', '.join(REGISTRY)}")
     jobs: list[Job] = []
     skips: list[Skip] = []
     for name in tasks:

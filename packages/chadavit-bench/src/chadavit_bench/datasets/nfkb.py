@@ -9,6 +9,7 @@ Channels are the PNG's bands, in file order.
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +53,10 @@ def load(root: Path) -> NFkB:
             for row in reader:
                 try:
                     ratio = float(row["ratio"])
-                except ValueError as error:
+                except (TypeError, ValueError) as error:  # TypeError: a short row has no ratio
                     raise DatasetFormatError(f"{path}: ratio {row['ratio']!r} is not a number") from error
+                if not math.isfinite(ratio):
+                    raise DatasetFormatError(f"{path}: ratio {row['ratio']!r} is not a finite number")
                 records.append(
                     Record(
                         key=f"{row['cat']}/{row['image_name']}",
@@ -62,6 +65,8 @@ def load(root: Path) -> NFkB:
                         target=ratio,
                     )
                 )
+    if not records:
+        raise DatasetFormatError(f"{NAME}: the split files under {folder} list no images")
     require_files(NAME, folder, records)
     return NFkB(
         name=NAME,
