@@ -50,7 +50,7 @@ def test_from_pretrained_names_what_is_wrong(tmp_path, tiny_model) -> None:
 
 
 def _released_state(student, teacher, prefix: str = "backbone.") -> dict[str, torch.Tensor]:
-    """A Lightning state dict with the documented key names (reference-model.md)."""
+    """A Lightning state dict with the documented key names (docs/reference-model.md)."""
     state = {f"{prefix}{k}": v for k, v in student.state_dict().items()}
     state |= {f"momentum_{prefix}{k}": v for k, v in teacher.state_dict().items()}
     state |= {"head.mlp.0.weight": torch.randn(64, 32), "momentum_head.mlp.0.weight": torch.randn(64, 32)}
@@ -228,11 +228,13 @@ def test_a_refused_checkpoint_changes_nothing_in_the_process(
     state = _released_state(student, student) | {"backbone.cls_token": PAYLOADS[payload]}
     torch.save({"state_dict": state}, evil, pickle_module=_RAW_PICKLE)
     before = [_fingerprint(target) for target in TARGETS]
+    allowed_before = set(torch.serialization.get_safe_globals())
 
     with pytest.raises(ModelFileError, match=r"cannot read checkpoint .*evil\.ckpt: refused"):
         load_released_checkpoint(evil)
 
     assert [_fingerprint(target) for target in TARGETS] == before
+    assert set(torch.serialization.get_safe_globals()) == allowed_before  # placeholders were for that load
     assert torch._utils._rebuild_tensor_v2.__defaults__ == (None,)
     # The same process still reads clean files to the right values, with both loaders.
     plain = tmp_path / "plain.pt"
@@ -267,6 +269,10 @@ def test_unreadable_or_foreign_files_fail_clearly(tmp_path) -> None:
         load_released_checkpoint(foreign)
     with pytest.raises(ValueError, match="weights must be 'student' or 'teacher'"):
         load_released_checkpoint(foreign, weights="ema")
+    with pytest.raises(ValueError, match="num_heads must be a positive integer, got 0"):
+        load_released_checkpoint(foreign, num_heads=0)
+    with pytest.raises(ModelFileError, match="is a directory"):
+        load_released_checkpoint(tmp_path)
     with pytest.raises(FileNotFoundError):
         load_released_checkpoint(tmp_path / "absent.ckpt")
 

@@ -32,7 +32,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT = "chadavit-model-v1"
 
-# Prefixes of the backbone inside the authors' Lightning state dict (reference-model.md).
+# Prefixes of the backbone inside the authors' Lightning state dict (docs/reference-model.md).
 RELEASED_PREFIXES = {
     "student": ("backbone.", "encoder."),
     "teacher": ("momentum_backbone.", "momentum_encoder."),
@@ -177,6 +177,8 @@ def read_checkpoint(path: str | Path) -> Any:
     from the modules torch blocks (os, sys...) are refused: a checkpoint never needs them.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"checkpoint {path} is a directory, not a file")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.stat().st_size == 0:
@@ -238,6 +240,8 @@ def load_released_checkpoint(path: str | Path, weights: str = "student", num_hea
     """
     if weights not in RELEASED_PREFIXES:
         raise ValueError(f"weights must be 'student' or 'teacher', got {weights!r}")
+    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
+        raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}")
     path = Path(path)
     state = _backbone_state(read_checkpoint(path), weights, path)
     model = build_model(_released_config(state, num_heads, path))
