@@ -411,6 +411,23 @@ def test_answers_past_the_size_cap_are_skipped_unread(tmp_path: Path) -> None:
     assert stage.downloaded_bytes < 2 * cap + 3 * 100_000, stage.downloaded_bytes
 
 
+def test_a_listing_whose_total_count_overflows_fails_the_experiment_naming_it(tmp_path: Path, rel) -> None:
+    async def overflowing(request: web.Request, normal) -> web.Response:
+        page = json.loads((await normal()).body)
+        text = json.dumps(page).replace(f'"totalCount": {page["meta"]["totalCount"]}', '"totalCount": 1e400')
+        return web.Response(text=text, content_type="application/json")
+
+    listing = write_list(tmp_path / "list.csv", "idr0901-emu-mitosis,screenA,901,2,")
+    with patched_handler("screen_plates", overflowing), EmulatorServer("tiny") as server:
+        result = run(
+            rel, "idrcell", "build", "-e", listing, "-o", tmp_path / "out", env=rel.cli_env(server.base_url)
+        )
+    text = no_traceback(result)
+    assert result.returncode == 1, text
+    assert "idr0901-emu-mitosis/screenA: the server answered a malformed listing" in text
+    assert "a listing without data/meta.totalCount/meta.limit" in text
+
+
 def test_a_malformed_study_annotation_is_ignored_with_a_warning(tmp_path: Path, rel) -> None:
     original = emulator_marshal.annotations
 

@@ -16,6 +16,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -209,7 +210,7 @@ class IDRClient:
             try:
                 data, meta = page["data"], page["meta"]
                 total, limit = int(meta["totalCount"]), int(meta["limit"])
-            except (KeyError, TypeError, ValueError) as error:
+            except (KeyError, TypeError, ValueError, OverflowError) as error:  # e.g. totalCount 1e400
                 raise ProtocolError(f"{path}: a listing without data/meta.totalCount/meta.limit") from error
             if not isinstance(data, list) or limit < 1:
                 raise ProtocolError(f"{path}: listing data is not a list or meta.limit < 1")
@@ -305,6 +306,7 @@ class IDRClient:
     @staticmethod
     def _concurrency_backoff(body: bytes) -> float | None:
         try:
-            return float(json.loads(body)["ConcurrencyException"]["backOff"]) / 1000.0
-        except (ValueError, KeyError, TypeError):
+            delay = float(json.loads(body)["ConcurrencyException"]["backOff"]) / 1000.0
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
             return None
+        return delay if math.isfinite(delay) and delay >= 0 else None  # NaN would break the sleep
