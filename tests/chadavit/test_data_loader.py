@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,35 @@ def test_a_stream_with_no_decodable_sample_fails_instead_of_spinning(tmp_path: P
     data = DataConfig(batch_size=1, num_workers=0, shuffle_buffer=4, steps_per_epoch=2)
     with pytest.raises(DataError, match="no readable sample"):
         epoch_batches(ShardSet.scan(tmp_path), data, 0, 1)
+
+
+def test_a_truncated_shard_is_reported_by_name_once_per_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_shards(tmp_path, [3], channel_counts=(2,), image_size=32)
+    shard = sorted((tmp_path / "shards").glob("*.tar"))[0]
+    with tarfile.open(shard) as tar:
+        last = tar.getmembers()[-1]  # the last channel of the last sample: cut inside its data
+    shard.write_bytes(shard.read_bytes()[: last.offset_data + 10])
+    shard_set = ShardSet.scan(tmp_path)
+    # One sample per step, no buffer: steps 0-1 read pass 1, 2-3 pass 2, 4 starts pass 3.
+    data = DataConfig(batch_size=1, num_workers=0, shuffle_buffer=0, steps_per_epoch=5)
+    with caplog.at_level(logging.WARNING, logger="chadavit.data.loader"):
+        batches = epoch_batches(shard_set, data, 0, 1)
+    truncations = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
+    assert len(truncations) == 2 and all(shard.name in message for message in truncations)
+    # Each pass reports the cut once; the incomplete last sample is counted once, then remembered.
+    assert sum(b.skipped for b in batches) == 3
+    assert len({key for b in batches for key in b.keys}) == 2
+
+
+def test_a_data_dir_named_like_a_url_is_read_as_a_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """webdataset opens URLs; a relative `run:1/data` must still be a local directory."""
+    monkeypatch.chdir(tmp_path)
+    write_shards("run:1/data", [3, 3], image_size=32)
+    shard_set = ShardSet.scan("run:1/data")
+    data = DataConfig(batch_size=2, num_workers=0, shuffle_buffer=2, steps_per_epoch=3)
+    batches = epoch_batches(shard_set, data, 0, 1)
+    assert len(batches) == 3 and sum(b.skipped for b in batches) == 0

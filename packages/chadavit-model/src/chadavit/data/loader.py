@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import torch
@@ -119,7 +120,8 @@ class ShardSet:
     def refs(self) -> list[ShardRef]:
         """The shards in sorted order, whole."""
         pairs = zip(self.paths, self.sizes, strict=True)
-        return [ShardRef(str(path), index, size) for index, (path, size) in enumerate(pairs)]
+        # Absolute paths: webdataset would read `name:rest/...` as a URL with a scheme.
+        return [ShardRef(os.path.abspath(path), index, size) for index, (path, size) in enumerate(pairs)]
 
     def epoch_order(self, seed: int, epoch: int) -> list[ShardRef]:
         """The shard list of one epoch: the same seeded order on every rank."""
@@ -282,11 +284,16 @@ class SkipLog:
         return count
 
 
+@lru_cache(maxsize=4096)
+def _shard_name(url: str) -> str:
+    return Path(url).name
+
+
 def _decode(plan: EpochPlan, skips: SkipLog, sample: Sample) -> DecodedSample | None:
     """The sample decoded, or None (webdataset's `map` drops it) when it does not follow idrcell-v1."""
     members = {suffix: data for suffix, data in sample.items() if not suffix.startswith("__")}
     # Position -1: webdataset does not number samples, and decoding does not need it.
-    raw = RawSample(sample["__key__"], Path(sample["__url__"]).name, -1, members)
+    raw = RawSample(sample["__key__"], _shard_name(sample["__url__"]), -1, members)
     try:
         return decode_sample(raw, plan.data.image_size, plan.max_channels)
     except SampleError as error:
@@ -313,6 +320,9 @@ def _to_batch(plan: EpochPlan, numbered: tuple[int, list[DecodedSample], int]) -
 def stream_pipeline(plan: EpochPlan, stream: int) -> wds.DataPipeline:
     """The `MultiCropBatch`es of loader stream `stream`: steps stream, stream + n_streams, ..."""
     data = plan.data
+    # webdataset opens each shard with `GOPEN_BUFFER` bytes of buffering (Python's 8 KiB default
+    # otherwise) and reads it as a stream in 10 KiB blocks: 1 MiB means one read call per MiB.
+    os.environ.setdefault("GOPEN_BUFFER", str(1 << 20))
     shards = stream_shards(plan, stream)
     skips = SkipLog()
     ids = (plan.seed, plan.epoch, plan.rank, stream)
