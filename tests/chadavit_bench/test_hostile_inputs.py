@@ -119,6 +119,7 @@ def test_labels_only_in_the_train_rows_name_the_first_unlabelled_row(root: Path,
         ("mixed channel counts", "rows have different channel counts [3, 4]"),
         ("TRAIN split", "unknown split values ['TRAIN']"),
         ("missing image file", "channel files listed in"),
+        ("no evaluation rows", "needs train rows and val or test rows; its splits are ['train']"),
         ("not a file", "a manifest must be a file"),
         ("absent", "expected a manifest file at"),
     ],
@@ -133,6 +134,8 @@ def test_a_broken_manifest_named_by_the_user_is_an_error(
         table.loc[3, "channels"] = json.dumps(json.loads(table.loc[3, "channels"])[:3])
     elif case == "TRAIN split":
         table.loc[0, "split"] = "TRAIN"
+    elif case == "no evaluation rows":
+        table["split"] = "train"
     elif case == "missing image file":
         table.loc[2, "channels"] = json.dumps([str(tmp_path / "gone.png")] * 4)
     if case == "not a file":

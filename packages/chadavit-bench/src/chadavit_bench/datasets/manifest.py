@@ -188,6 +188,11 @@ def load_manifest(
     root = Path("/")  # record files are absolute after resolution
     require_files(name, root, records, source=str(path))
     present = {r.split for r in records}
+    if require_split and ("train" not in present or not present & {"val", "test"}):
+        # A probe needs rows to fit on and rows to score: without either it would fail or score nothing.
+        raise DatasetFormatError(
+            f"{path}: the manifest needs train rows and val or test rows; its splits are {sorted(present)}"
+        )
     return DownstreamDataset(
         name=name,
         root=root,
