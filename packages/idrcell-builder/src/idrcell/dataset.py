@@ -231,7 +231,9 @@ def write_dataset(
         with atomic_open(shards_dir / name) as handle:
             sha256, nbytes = write_tar(handle, members())
         shard_records.append({"name": name, "samples": in_shard, "bytes": nbytes, "sha256": sha256})
-    if not written:
+    if not written:  # leave no shard of empty tars behind: nothing was made
+        for record in shard_records:
+            (shards_dir / record["name"]).unlink(missing_ok=True)
         raise EmptyDatasetError(
             f"none of the {len(order)} samples could be used (first: {skipped[0][0]}: {skipped[0][1]})"
         )
