@@ -278,6 +278,10 @@ def test_an_experiment_that_yields_nothing_fails_naming_why_and_a_fixed_row_then
     assert "idr0903-emu-painting/screenA: none of its" in text and "(skipped: missing_channel" in text
     assert "Wrote 0 samples" not in text and not (out / "dataset.json").exists()
     print(f"\n| channels column asks for channel 11 of 10 | 1 | {text[-300:]} |")
+    # The same row as a condor stage job: bad input, so exit 2 and HTCondor holds it (no retry loop).
+    args = ["stage", "-e", listing, "--study", "idr0903-emu-painting", "--container", "screenA"]
+    staged = run(rel, "idrcell", *args, "-o", tmp_path / "job", env=env)
+    assert staged.returncode == 2 and "(skipped: missing_channel" in no_traceback(staged)
     write_list(listing, "idr0903-emu-painting,screenA,903,3,10;1")  # the corrected row, same OUT
     fixed = run(rel, "idrcell", "build", "-e", listing, "-o", out, env=env)
     assert fixed.returncode == 0, no_traceback(fixed)
