@@ -566,3 +566,81 @@ def import_hf(
         console.print(f"Nothing to do: {out} is already complete ({s.samples} samples in {s.shards} shards).")
     else:
         console.print(f"Imported {s.samples} images ({s.channels} channels) into {s.shards} shards in {out}.")
+
+
+def _report_import(result, out: Path) -> None:
+    """The summary lines of import-images and import-chammi; skipped images one line each."""
+    for key, reason in result.summary.skipped:  # also listed in dataset.json under "skipped"
+        errors.print(f"skipped {key}: {reason}", highlight=False, markup=False, soft_wrap=True)
+    s = result.summary
+    if result.already_done:
+        console.print(f"Nothing to do: {out} is already complete ({s.samples} samples in {s.shards} shards).")
+    else:
+        console.print(f"Imported {s.samples} images ({s.channels} channels) into {s.shards} shards in {out}.")
+
+
+def _run_import(out: Path, run) -> None:
+    """Run an importer under a progress bar; its input errors are usage errors, one line each."""
+    from idrcell.dataset import OutputDirError
+    from idrcell.import_images import ImportInputError
+
+    with _merge_bar() as bar:
+        task = bar.add_task("import", total=None)
+        try:
+            result = run(lambda done, total: bar.update(task, completed=done, total=total))
+        except ImportInputError as error:  # found before anything is written
+            bar.stop()
+            for problem in error.problems[:-1]:
+                errors.print(f"[red]error:[/red] {problem}", highlight=False, markup=True, soft_wrap=True)
+            raise _fail(error.problems[-1], USAGE_ERROR) from None
+        except OutputDirError as error:
+            raise _fail(str(error), USAGE_ERROR) from None
+        except OSError as error:
+            raise _fail(str(error), RUN_FAILED) from None
+    _report_import(result, out)
+
+
+WINDOW = typer.Option(
+    "percentiles",
+    "--window",
+    help="Window of a channel the manifest gives none: percentiles (its 0.1-99.9 percentiles) or "
+    "dtype (the pixel type's whole range: 8-bit images are kept as they are).",
+)
+
+
+@app.command("import-images")
+def import_images(
+    manifest: Path = typer.Argument(..., help="CSV or parquet, one row per image (docs/builder.md)."),
+    out: Path = OUT,
+    seed: int = SEED,
+    study: str | None = typer.Option(
+        None, "--study", help="Study name in keys and KEY.json (default: the manifest's name)."
+    ),
+    split: str | None = typer.Option(None, "--split", help="Import only the rows of this split."),
+    window: str = WINDOW,
+    allow_outside: bool = typer.Option(
+        False, "--allow-outside", help="Read files outside the manifest's folder too."
+    ),
+    max_shard_samples: int = SHARD_SAMPLES,
+    max_shard_bytes: int = SHARD_BYTES,
+) -> None:
+    """Import your own images (per-channel files, stacks or tape images) into idrcell-v1 shards."""
+    from idrcell.image_files import WINDOW_MODES
+    from idrcell.import_images import import_images as run_import
+
+    if window not in WINDOW_MODES:
+        raise _fail(f"--window must be one of {', '.join(WINDOW_MODES)}, got {window!r}", USAGE_ERROR)
+    _run_import(
+        out,
+        lambda progress: run_import(
+            manifest,
+            out,
+            seed=seed,
+            limits=ShardLimits(max_shard_samples, max_shard_bytes),
+            study=study,
+            split=split,
+            window_mode=window,
+            allow_outside=allow_outside,
+            progress=progress,
+        ),
+    )
