@@ -603,8 +603,9 @@ def _run_import(out: Path, run) -> None:
 WINDOW = typer.Option(
     "percentiles",
     "--window",
-    help="Window of a channel the manifest gives none: percentiles (its 0.1-99.9 percentiles) or "
-    "dtype (the pixel type's whole range: 8-bit images are kept as they are).",
+    help="Window of a channel the manifest gives none: percentiles (its 0.1-99.9 percentiles), "
+    "dtype (the pixel type's whole range: 8-bit images are kept as they are), minmax (its min and "
+    "max) or bench (dtype for 8-bit pixels, else minmax: how chadavit-bench reads images).",
 )
 
 
@@ -641,6 +642,45 @@ def import_images(
             split=split,
             window_mode=window,
             allow_outside=allow_outside,
+            progress=progress,
+        ),
+    )
+
+
+@app.command("import-chammi")
+def import_chammi(
+    source: Path = typer.Argument(..., help="The unpacked CHAMMI folder (holding Allen/, HPA/, CP/)."),
+    out: Path = OUT,
+    split: str = typer.Option("Train", "--split", help="The train_test_split value to import, or all."),
+    subset: list[str] = typer.Option(
+        ["Allen", "HPA", "CP"], "--subset", help="Sub-datasets to import (repeat the option)."
+    ),
+    seed: int = SEED,
+    window: str = typer.Option(
+        "bench",
+        "--window",
+        help="bench (8-bit pixels as they are, others by min and max, as chadavit-bench reads "
+        "them), percentiles, dtype or minmax.",
+    ),
+    max_shard_samples: int = SHARD_SAMPLES,
+    max_shard_bytes: int = SHARD_BYTES,
+) -> None:
+    """Import one split of CHAMMI (tape images, labels, channel names) into idrcell-v1 shards."""
+    from idrcell.image_files import WINDOW_MODES
+    from idrcell.import_chammi import import_chammi as run_import
+
+    if window not in WINDOW_MODES:
+        raise _fail(f"--window must be one of {', '.join(WINDOW_MODES)}, got {window!r}", USAGE_ERROR)
+    _run_import(
+        out,
+        lambda progress: run_import(
+            source,
+            out,
+            split=split,
+            subsets=tuple(subset),
+            seed=seed,
+            limits=ShardLimits(max_shard_samples, max_shard_bytes),
+            window_mode=window,
             progress=progress,
         ),
     )

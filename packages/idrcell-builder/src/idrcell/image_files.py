@@ -4,8 +4,9 @@ An image is either a list of per-channel files (each one 2-D plane), or one file
 channel: a (C, H, W) or (H, W, C) stack, or a "tape" (the channels side by side in one 2-D image,
 channel k in columns [k * w, (k + 1) * w) for a channel width w, the layout CHAMMI ships).
 
-Each channel is mapped to 8 bits through a window [start, end] (given, or the channel's 0.1 and
-99.9 percentiles, or its dtype's range), then resized and encoded exactly as `idrcell build` does
+Each channel is mapped to 8 bits through a window [start, end] (given, else by `WINDOW_MODES`: the
+channel's 0.1 and 99.9 percentiles, its dtype's range, its min and max, or chadavit-bench's rule),
+then resized and encoded exactly as `idrcell build` does
 (`render.resize_to_square`, `render.encode_png`). Pure functions of the file bytes: the same files
 always give the same PNG bytes.
 """
@@ -26,7 +27,11 @@ from idrcell.zarr_source import window_to_uint8
 # The default window: the channel's 0.1 and 99.9 percentiles, so that a few hot or dead pixels do
 # not decide the contrast of the other 99.8 %. numpy's default (linear) interpolation.
 PERCENTILES = (0.1, 99.9)
-WINDOW_MODES = ("percentiles", "dtype")
+# percentiles: the default. dtype: an integer type's whole range (8-bit pixels stay as they are).
+# minmax: the channel's own min and max. bench: dtype for 8-bit pixels, else minmax, which is how
+# chadavit-bench reads an image (`chadavit_bench.imaging.scale_to_unit`), so that a model trained on
+# the import sees the intensities the bench will show it.
+WINDOW_MODES = ("percentiles", "dtype", "minmax", "bench")
 # The largest side read from disk (checked from the header, before decoding): a 16,384 px square
 # of uint16 is 512 MiB, more than any field of view these importers are meant for.
 MAX_SIDE = 16384
@@ -149,7 +154,9 @@ def read_planes(spec: ImageSpec) -> list[np.ndarray]:
 
 
 def auto_window(plane: np.ndarray, mode: str) -> tuple[float, float]:
-    """The window of a channel without one: its 0.1-99.9 percentiles, or its dtype's whole range."""
+    """The window of a channel without one, by `mode` (see `WINDOW_MODES`)."""
+    if mode == "bench":
+        mode = "dtype" if plane.dtype == np.uint8 else "minmax"
     if mode == "dtype" and plane.dtype.kind in "ui":
         info = np.iinfo(plane.dtype)
         return float(info.min), float(info.max)
@@ -159,6 +166,8 @@ def auto_window(plane: np.ndarray, mode: str) -> tuple[float, float]:
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         raise ImageFileError("a channel without one finite pixel")
+    if mode == "minmax":
+        return float(finite.min()), float(finite.max())
     low, high = np.percentile(finite, PERCENTILES)
     return float(low), float(high)
 

@@ -71,6 +71,7 @@ class ImageRow:
     split: str | None = None
     group: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # more KEY.json fields (CHAMMI: `dataset`)
+    container: str | None = None  # None: the import's container
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,7 @@ def sample_meta(
     study: str, container: str, row: ImageRow, windows: list[tuple[float, float]], plane: Any
 ) -> dict[str, Any]:
     """KEY.json of an imported image (docs/format.md); unknown values are null."""
+    container = row.container or container
     key = sample_key(study, container, row.image_id)
     names = list(row.channel_names) or [None] * len(windows)
     return {
@@ -291,14 +293,15 @@ def write_images(
         return ImportResult(summary, len(rows), already_done=True)
     sources = [
         SampleSource(
-            sample_key(study, container, row.image_id),
+            sample_key(study, row.container or container, row.image_id),
             PNG_BYTES_ESTIMATE * max(len(row.spec.files), len(row.channel_names), 1) + 1024,
             functools.partial(_read_sample, study, container, row, window_mode),
         )
         for row in rows
     ]
+    containers = sorted({row.container or container for row in rows})
     metadata = {
-        "experiments": [{"study": study, "container": container}],
+        "experiments": [{"study": study, "container": name} for name in containers],
         "imported_from": {**imported_from, "images": len(rows), "window": window_mode},
     }
     try:
