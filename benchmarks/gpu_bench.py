@@ -36,6 +36,7 @@ from chadavit.train.distributed import DistContext
 from chadavit.train.loop import Trainer
 
 CHANNEL_MIX = (1, 2, 3, 4, 5)  # mean 3, like IDRCell100k (as bench_train.py)
+DISTINCT_BATCHES = 8
 PLANNING_UTILISATION = 0.35  # the fraction of peak bench_train.py assumes for a GPU estimate
 # Dense bf16 tensor-core peaks in TFLOP/s, from NVIDIA's datasheets (A100: 312; H100 SXM and H200:
 # 989; H100 PCIe: 756; L4: 121; A10: 125). Matched on the device name, most specific first.
@@ -107,9 +108,14 @@ def run_model_benchmark(setting: Setting, device: torch.device) -> None:
 
 
 def image_batches(data_dir: Path, config: TrainConfig, count: int) -> list[MultiCropBatch]:
-    """`count` decoded batches as the loader sends them with `augment_on=device` (views not made yet)."""
+    """`count` decoded batches as the loader sends them with `augment_on=device` (views not made yet).
+
+    At most `DISTINCT_BATCHES` are read and then reused: a step's cost depends on the channel counts,
+    not on the pixels, and decoding 50 x 64 PNG images on one thread would take longer than the steps.
+    """
     shard_set = ShardSet.scan(data_dir)
     steps, streams = plan_epochs(shard_set, config.data, 0, 1)
+    steps = min(steps, DISTINCT_BATCHES)
     plan = EpochPlan(shard_set, config.data, config.augment, 0, 0, 0, 1, steps, streams, 10, output="images")
     batches = list(make_epoch_loader(plan))
     return [batches[i % len(batches)] for i in range(count)]
