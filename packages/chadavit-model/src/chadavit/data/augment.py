@@ -166,17 +166,18 @@ def jitter_intensity(view: Tensor, generator: torch.Generator, config: AugmentCo
 
 def gaussian_blur(view: Tensor, sigma_per_channel: Tensor) -> Tensor:
     """Separable Gaussian blur of each channel with its own sigma (pixels); sigma 0 leaves it as is."""
-    blurred = sigma_per_channel > 0
+    blurred = sigma_per_channel > 0  # on the CPU, where the draws are made
     if not bool(blurred.any()):
         return view
     sigmas = sigma_per_channel[blurred].to(view.dtype)
-    blurred = blurred.to(view.device)
+    # Channel indices rather than a boolean mask: masking a GPU tensor waits for the GPU.
+    rows = blurred.nonzero().squeeze(1).to(view.device)
     radius = max(1, math.ceil(3.0 * float(sigmas.max())))
     radius = min(radius, view.shape[-1] - 1)  # reflect padding needs a radius below the size
     offsets = torch.arange(-radius, radius + 1, dtype=view.dtype)
     kernels = torch.exp(-(offsets[None, :] ** 2) / (2 * sigmas[:, None] ** 2))
     kernels = (kernels / kernels.sum(dim=1, keepdim=True)).to(view.device)
-    planes = view[blurred].unsqueeze(0)  # (1, n, S, S): one group per channel
+    planes = view.index_select(0, rows).unsqueeze(0)  # (1, n, S, S): one group per channel
     count = planes.shape[1]
     planes = F.conv2d(
         F.pad(planes, (radius, radius, 0, 0), mode="reflect"), kernels[:, None, None, :], groups=count
@@ -184,9 +185,7 @@ def gaussian_blur(view: Tensor, sigma_per_channel: Tensor) -> Tensor:
     planes = F.conv2d(
         F.pad(planes, (0, 0, radius, radius), mode="reflect"), kernels[:, None, :, None], groups=count
     )
-    out = view.clone()
-    out[blurred] = planes.squeeze(0)
-    return out
+    return view.index_copy(0, rows, planes.squeeze(0))
 
 
 def _blur_sigmas(generator: torch.Generator, counts: Tensor, p: float, config: AugmentConfig) -> Tensor:
