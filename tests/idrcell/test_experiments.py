@@ -109,8 +109,9 @@ def test_cli_check_lists_problems_and_build_writes_nothing(tmp_path: Path) -> No
     assert listed.exit_code == 0 and "idr0001-a" in listed.output
 
 
-def test_the_default_list_prints_79_valid_experiments() -> None:
-    result = CliRunner().invoke(app, ["experiments", "default"])
+def test_the_paper_list_prints_79_valid_experiments() -> None:
+    # `experiments default` prints only those of them with an OME-Zarr copy (test_default_list.py)
+    result = CliRunner().invoke(app, ["experiments", "paper"])
     assert result.exit_code == 0
     experiments = parse_experiments(result.output)
     assert len(experiments) == 79
