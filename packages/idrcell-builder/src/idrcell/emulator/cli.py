@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from idrcell.atomic import atomic_write_text
+from idrcell.emulator.faults import DEFAULT_TIMEOUT_SLEEP_S
 
 if TYPE_CHECKING:
     from idrcell.emulator.catalogue import Catalogue
@@ -44,7 +45,10 @@ def emulator_command(
     ),
     latency_ms: float = typer.Option(0.0, "--latency-ms", min=0.0, help="Delay added to every request."),
     timeout_sleep_s: float = typer.Option(
-        30.0, "--timeout-sleep", min=0.0, help="Seconds a 'timeout' fault stalls before answering."
+        DEFAULT_TIMEOUT_SLEEP_S,
+        "--timeout-sleep",
+        min=0.0,
+        help="Seconds a 'timeout' fault stalls before answering 504 (a shorter client timeout fires first).",
     ),
     max_limit: int = typer.Option(500, "--max-limit", min=1, help="The JSON API's maxLimit (IDR uses 1000)."),
     require_session: bool = typer.Option(

@@ -24,6 +24,12 @@ _ROUTE_LIMITED_KINDS = {
 }
 
 
+# The one default stall of a "timeout" fault (FaultConfig and `idrcell emulator --timeout-sleep`):
+# short, so that a flaky demo stays quick. After the stall the answer is IDR's gateway 504, so the
+# fault costs the client one retry whether or not its own timeout fired first.
+DEFAULT_TIMEOUT_SLEEP_S = 2.0
+
+
 @dataclass(frozen=True)
 class FaultConfig:
     """What goes wrong, how often, and how badly.
@@ -31,7 +37,8 @@ class FaultConfig:
     rate: probability in [0, 1] that a request gets a fault (of a kind applicable to its route).
     kinds: the fault kinds to draw from (see ALL_FAULT_KINDS).
     latency_s: extra delay added to every request.
-    timeout_sleep_s: how long a "timeout" fault stalls before answering (set it past the client's timeout).
+    timeout_sleep_s: how long a "timeout" fault stalls before it answers 504 Gateway Time-out (a
+        client whose timeout is shorter gives up first; either way the request is retried).
     backoff_ms: the `backOff` a ConcurrencyException asks for.
     retry_after_s: the `Retry-After` header of a 429.
     seed: seeds the fault draws.
@@ -40,7 +47,7 @@ class FaultConfig:
     rate: float = 0.0
     kinds: tuple[str, ...] = ALL_FAULT_KINDS
     latency_s: float = 0.0
-    timeout_sleep_s: float = 2.0
+    timeout_sleep_s: float = DEFAULT_TIMEOUT_SLEEP_S
     backoff_ms: int = 50
     retry_after_s: int = 1
     seed: int = 0

@@ -132,6 +132,14 @@ _NGINX_PAGE = (
 )
 
 
+def _gateway_error(status: int) -> web.Response:
+    """The HTML page IDR's nginx answers when its backend fails (502) or takes too long (504)."""
+    reason = "Bad Gateway" if status == 502 else "Gateway Time-out"
+    return web.Response(
+        status=status, text=_NGINX_PAGE.format(code=status, reason=reason), content_type="text/html"
+    )
+
+
 class _Emulator:
     """Handlers and middlewares over one catalogue; lives on the server's event loop."""
 
@@ -201,9 +209,11 @@ class _Emulator:
         if kind is None:
             return await handler(request)
         if kind == "timeout":
+            # IDR's gateway gives up on a slow backend with a 504: a stalled request never ends in
+            # a real answer, so it is a retry for the client even when its own timeout is longer.
             self.recorder.fault(kind)
             await asyncio.sleep(config.timeout_sleep_s)
-            return await handler(request)
+            return _gateway_error(504)
         if kind == "truncated":
             return await self._truncated(request, handler)
         self.recorder.fault(kind)
@@ -213,10 +223,7 @@ class _Emulator:
             )
             return _json_error(500, "Internal error (injected by the emulator)", stacktrace=stack)
         if kind in ("502", "504"):
-            reason = "Bad Gateway" if kind == "502" else "Gateway Time-out"
-            return web.Response(
-                status=int(kind), text=_NGINX_PAGE.format(code=kind, reason=reason), content_type="text/html"
-            )
+            return _gateway_error(int(kind))
         if kind == "429":
             return web.Response(
                 status=429, text="Too Many Requests\n", headers={"Retry-After": str(config.retry_after_s)}
