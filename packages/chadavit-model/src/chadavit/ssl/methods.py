@@ -7,12 +7,16 @@ from typing import TYPE_CHECKING
 
 from chadavit.ssl.dino import DinoObjective
 from chadavit.ssl.objective import Objective
+from chadavit.ssl.supervised import SupervisedObjective
 
 if TYPE_CHECKING:
     from chadavit.train.config import TrainConfig
 
 # name -> builder(config, steps_per_epoch); a new objective is one more entry.
-OBJECTIVES: dict[str, Callable[[TrainConfig, int], Objective]] = {"dino": DinoObjective.build}
+OBJECTIVES: dict[str, Callable[[TrainConfig, int], Objective]] = {
+    "dino": DinoObjective.build,
+    "supervised": SupervisedObjective.build,  # on the samples' `label` (chadavit.ssl.supervised)
+}
 
 
 def build_objective(config: TrainConfig, steps_per_epoch: int) -> Objective:

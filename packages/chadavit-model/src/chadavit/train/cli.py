@@ -168,7 +168,9 @@ def main(
     seed: Annotated[int | None, typer.Option(help="Seed of every random choice.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     precision: Annotated[str | None, typer.Option(help="auto (bf16 on GPU), fp32, bf16 or fp16.")] = None,
-    objective: Annotated[str | None, typer.Option(help="What to train: dino (the default).")] = None,
+    objective: Annotated[
+        str | None, typer.Option(help="What to train: dino (the default) or supervised (on KEY.json labels).")
+    ] = None,
     base_lr: Annotated[
         float | None, typer.Option("--lr", help="Base learning rate per 256 images (paper: 1e-4).")
     ] = None,

@@ -1,7 +1,7 @@
 """Training configuration: frozen dataclasses with the paper's defaults, YAML in and out, dotted overrides.
 
 Precedence is defaults < `--config file.yaml` < command-line flags. The YAML mirrors the dataclasses:
-top-level fields plus the sections `data`, `augment`, `dino` and `optim`. Every value is checked
+top-level fields plus the sections `data`, `augment`, `dino`, `supervised` and `optim`. Every value is checked
 for type (from the field's annotation) and range (`RULES` below) by `chadavit.train.validation`
 before a section is built, and a `TrainConfig` checks all of its values when it is made.
 """
@@ -23,6 +23,7 @@ from chadavit.models import list_models, model_config
 from chadavit.ssl.dino import DinoConfig
 from chadavit.ssl.dino_loss import CENTERINGS
 from chadavit.ssl.methods import OBJECTIVES
+from chadavit.ssl.supervised import LOSSES, SupervisedConfig
 from chadavit.train.validation import (
     NO_RULE,
     ConfigError,
@@ -78,6 +79,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     dino: DinoConfig = field(default_factory=DinoConfig)
+    supervised: SupervisedConfig = field(default_factory=SupervisedConfig)  # --objective supervised
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self) -> None:
@@ -163,6 +165,8 @@ RULES: dict[str, Rule] = {
     "dino.momentum_teacher": fraction(),
     "dino.momentum_teacher_end": fraction(),
     "dino.freeze_last_layer_epochs": at_least(0),
+    "supervised.loss": one_of(*LOSSES),
+    "supervised.temperature": above(0),
     "optim.base_lr": above(0),
     "optim.min_lr": at_least(0),
     "optim.warmup_epochs": at_least(0),
