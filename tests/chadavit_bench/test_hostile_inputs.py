@@ -26,7 +26,7 @@ from chadavit_bench.datasets.synthetic import SyntheticConfig, write_synthetic
 from chadavit_bench.results import Row, to_frame, write_tables
 from chadavit_bench.runjson import write_run_json
 from chadavit_bench.tasks.checks import constant_target, one_class
-from chadavit_bench.testing import TINY_CHADAVIT, TINY_IMG_SIZE
+from chadavit_bench.testing import TINY_CHADAVIT, TINY_IMG_SIZE, TINY_INTERCHANNEL
 
 
 @pytest.fixture(scope="module")
@@ -286,6 +286,20 @@ def test_an_empty_or_garbage_safetensors_is_one_line(root: Path, tmp_path: Path,
     message = error_line(knn(root, tmp_path / "out", "-d", "cyclops", model=str(model_dir)), 2)
     assert str(model_dir / "model.safetensors") in message
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("size", ["20", "4"])
+def test_an_img_size_the_model_cannot_encode_is_refused_before_any_work(
+    root: Path, tmp_path: Path, size: str
+) -> None:
+    # The inter-channel ViT (any size: it resizes) comes first; the refusal of the second model, whose
+    # patch is 8 px, must still come before the first model evaluates anything.
+    out = tmp_path / "out"
+    result = knn(root, out, "-d", "cyclops", "--img-size", size, "-m", TINY_CHADAVIT, model=TINY_INTERCHANNEL)
+    message = error_line(result, 2)
+    assert f"--img-size {size} cannot be used with random:chadavit_petit: chadavit_petit needs" in message
+    assert "multiples of its patch size 8" in message
+    assert not out.exists()
 
 
 def test_an_image_that_breaks_mid_run_exits_1_naming_it(root: Path, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from chadavit_bench.datasets import (
     DownstreamDataset,
     discover,
 )
-from chadavit_bench.models import ModelSpec, load_model, unique_labels
+from chadavit_bench.models import LoadedModel, ModelSpec, ModelSpecError, load_model, unique_labels
 from chadavit_bench.protocols.lowdata import stratified_subset
 from chadavit_bench.results import Row, merge, read_results, to_frame, write_tables
 from chadavit_bench.runjson import read_run_json, write_run_json
@@ -144,6 +144,21 @@ def check_output_folder(out: Path) -> None:
         raise OutputFolderError(f"--out {out} cannot be written: no write permission on {existing}")
 
 
+def check_image_size(loaded: LoadedModel, size: int) -> None:
+    """Refuse, before any work, an `--img-size` the model cannot encode (`ModelSpecError`).
+
+    The rule is the model's own check of a batch's size (a multiple of the patch size for ChAda-ViT
+    and the one-channel ViT; any size for the inter-channel ViT, which resizes)."""
+    check = getattr(loaded.model, "_check_spatial", None)
+    if check is None:
+        return
+    try:
+        check(size, size)
+    except ValueError as error:
+        reason = str(error).split("; ", 1)[-1]  # without "the batch's images are N x N pixels"
+        raise ModelSpecError(f"--img-size {size} cannot be used with {loaded.label}: {reason}") from error
+
+
 def run_json_document(
     previous: dict, outcome: RunOutcome, config: BenchConfig, tasks: Sequence[str], replaced: set[tuple]
 ) -> dict:
@@ -229,9 +244,13 @@ def run_all(
     rows: list[Row] = []
     flags: list[Flag] = []
     model_info = []
-    for spec in specs:
-        loaded = load_model(spec, config.device)
-        out.mkdir(parents=True, exist_ok=True)  # only now: a model that does not load leaves no folder
+    # Every model is loaded and checked against --img-size before the first evaluation: a model
+    # that does not load or fit is refused with nothing evaluated and no folder made.
+    models = [load_model(spec, config.device) for spec in specs]
+    for loaded in models:
+        check_image_size(loaded, config.img_size)
+    out.mkdir(parents=True, exist_ok=True)
+    for spec, loaded in zip(specs, models, strict=True):
         model_info.append(_model_info(spec, loaded))
         context = ModelContext(loaded, found, config, out)
         for job in jobs:
