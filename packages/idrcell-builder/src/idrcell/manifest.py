@@ -74,8 +74,8 @@ def _cell_text(value: Any) -> Any:
 
 def parse_list(value: Any, where: str, column: str) -> tuple[str, ...]:
     """A list cell in any accepted spelling as a tuple of strings (the bench's `parse_list` rules)."""
-    if isinstance(value, list | tuple):
-        return tuple(str(v) for v in value)
+    if isinstance(value, list | tuple) or (hasattr(value, "__iter__") and not isinstance(value, str | dict)):
+        return tuple(str(v) for v in value)  # a list column (a numpy array when read by pandas)
     if _is_blank(value):
         return ()
     text = str(value).strip()
