@@ -16,7 +16,10 @@ def test_synthetic_then_datasets(tmp_path: Path) -> None:
     assert written.exit_code == 0, written.output
     found, missing = discover(tmp_path / "data")
     assert (
-        set(found) == {"bloodmnist", "cyclops", "bbbc048", "nfkb", "bbbc021", "bray", "cells"} and not missing
+        set(found)
+        == {"bloodmnist", "cyclops", "bbbc048", "nfkb", "bbbc021", "bray", "cells"}
+        | {"chammi-allen", "chammi-hpa", "chammi-cp"}
+        and not missing
     )
     assert found["cyclops"].read(0).shape == (2, 16, 16)
 

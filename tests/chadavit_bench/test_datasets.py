@@ -90,10 +90,11 @@ def test_discover_reports_found_and_missing(synthetic_root: Path, tmp_path: Path
     shutil.copytree(synthetic_root / "cyclops", partial / "cyclops")
     found, missing = discover(partial)
     assert list(found) == ["cyclops"]
-    assert set(missing) == {"bloodmnist", "bbbc048", "nfkb", "bbbc021", "bray"}
+    chammi = {"chammi-allen", "chammi-hpa", "chammi-cp"}
+    assert set(missing) == {"bloodmnist", "bbbc048", "nfkb", "bbbc021", "bray", *chammi}
     assert "bloodmnist.npz" in missing["bloodmnist"]
     found_all, missing_all = discover(synthetic_root)
-    assert set(found_all) == {*EXPECTED, "cells"} and not missing_all
+    assert set(found_all) == {*EXPECTED, "cells", *chammi} and not missing_all
 
 
 def _write_png(path: Path, value: int) -> None:

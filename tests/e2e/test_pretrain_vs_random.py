@@ -20,6 +20,7 @@ BENCHMARKS = {
     "nfkb R2",
     "bbbc021 recon. R2",
     "bbbc021+bray compound transfer",
+    "chammi score",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -116,6 +117,20 @@ Workers = Annotated[int, typer.Option("--workers", min=1, help="Threads decoding
 Device = Annotated[str, typer.Option("--device", help="torch device for the encoder, e.g. cpu or cuda.")]
 
 
+class ChammiDistance(enum.StrEnum):
+    l2 = "l2"
+    cosine = "cosine"
+
+
+ChammiMetric = Annotated[
+    ChammiDistance,
+    typer.Option(
+        "--chammi-metric",
+        help="CHAMMI 1-NN distance: l2 (the official default) or cosine (as DiChaViT, ChA-MAEViT).",
+    ),
+]
+
+
 @dataclasses.dataclass(frozen=True)
 class RunRequest:
     """What `run-all` and `run` were asked to do, as parsed from the command line."""
@@ -135,6 +150,7 @@ class RunRequest:
     batch_size: int = 64
     workers: int = 4
     device: str = "cpu"
+    chammi_metric: str = "l2"
 
     def config(self) -> BenchConfig:
         from chadavit_bench.config import BenchConfig, quick_config  # protocols: only when a run starts
@@ -146,6 +162,7 @@ class RunRequest:
             batch_size=self.batch_size,
             workers=self.workers,
             device=self.device,
+            chammi_metric=ChammiDistance(self.chammi_metric).value,
         )
         config = dataclasses.replace(
             config,
@@ -262,6 +279,7 @@ def run_all_command(
     workers: Workers = 4,
     device: Device = "cpu",
 ) -> None:
+    chammi_metric: ChammiMetric = ChammiDistance.l2,
     """Run every task whose data is present, for every model; write tables and the report."""
     # Every other parameter is the RunRequest field of the same name.
     options = {k: v for k, v in locals().items() if k not in ("tasks", "manifests", "datasets")}
@@ -288,6 +306,7 @@ def run_command(
     workers: Workers = 4,
     device: Device = "cpu",
 ) -> None:
+    chammi_metric: ChammiMetric = ChammiDistance.l2,
     """Run one task; its rows replace earlier rows of the same task in OUT, and the report is rebuilt."""
     # Every other parameter is the RunRequest field of the same name.
     options = {k: v for k, v in locals().items() if k not in ("task", "manifests", "datasets")}

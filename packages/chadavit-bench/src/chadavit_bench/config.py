@@ -28,6 +28,7 @@ class BenchConfig:
     reconstruction_inputs: tuple[str, ...] = ("DAPI", "Tubulin")
     reconstruction_target: str = "Actin"
     joint: JointConfig = field(default_factory=JointConfig)
+    chammi_metric: str = "l2"  # CHAMMI 1-NN distance: l2 (the official default) or cosine
     attention_images: int = 2
     attention_datasets: int = 4
     max_images_per_split: int | None = None

@@ -8,6 +8,7 @@
 | nfkb | `nfkb/` | regression of the NF-kB translocation ratio |
 | bbbc021 | `bbbc021/` | channel reconstruction (DAPI + Tubulin -> Actin), joint embedding |
 | bray | `bray/` | joint embedding with BBBC021 (5 Cell Painting channels) |
+| chammi-allen, chammi-hpa, chammi-cp | `chammi/{Allen,HPA,CP}/` | the CHAMMI benchmark (3, 4, 5 channels) |
 | any manifest | `manifests/*.csv|parquet` or `--manifest FILE` | classification or regression |
 """
 
@@ -17,7 +18,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from chadavit_bench.datasets import bbbc021, bbbc048, bloodmnist, bray, cyclops, nfkb
+from chadavit_bench.datasets import bbbc021, bbbc048, bloodmnist, bray, chammi, cyclops, nfkb
 from chadavit_bench.datasets.base import (
     DatasetFormatError,
     DatasetNotFoundError,
@@ -33,6 +34,7 @@ LOADERS: dict[str, Callable[[Path], DownstreamDataset]] = {
     "nfkb": nfkb.load,
     "bbbc021": bbbc021.load,
     "bray": bray.load,
+    **chammi.LOADERS,
 }
 MANIFEST_FOLDER = "manifests"
 DATA_ROOT_VARIABLE = "CHADAVIT_DATA"

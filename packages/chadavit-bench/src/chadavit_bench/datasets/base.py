@@ -13,7 +13,7 @@ import numpy as np
 
 from chadavit_bench.imaging import read_channels
 
-TaskKind = Literal["classification", "regression", "reconstruction", "joint"]
+TaskKind = Literal["classification", "regression", "reconstruction", "joint", "chammi"]
 SPLITS = ("train", "val", "test")
 
 

@@ -36,8 +36,9 @@ from chadavit_bench.datasets import bloodmnist as bloodmnist_layout
 from chadavit_bench.datasets import bray as bray_layout
 from chadavit_bench.datasets import cyclops as cyclops_layout
 from chadavit_bench.datasets import nfkb as nfkb_layout
+from chadavit_bench.datasets.synthetic_chammi import write_chammi
 
-DATASETS = ("bloodmnist", "cyclops", "bbbc048", "nfkb", "bbbc021", "bray", "manifest")
+DATASETS = ("bloodmnist", "cyclops", "bbbc048", "nfkb", "bbbc021", "bray", "manifest", "chammi")
 # Compounds shared by the synthetic BBBC021 and Bray, with (nucleus radius factor, tubulin spread).
 COMPOUNDS = {"DMSO": (1.0, 1.0), "taxol": (1.35, 0.6), "nocodazole": (0.7, 1.6), "cytochalasin B": (1.0, 2.2)}
 NFKB_CONDITIONS = ("0", "5", "10", "20")
@@ -421,9 +422,13 @@ WRITERS: dict[str, Callable[[Path, SyntheticConfig, np.random.Generator], Path]]
     "bbbc021": write_bbbc021,
     "bray": write_bray,
     "manifest": write_manifest,
+    "chammi": write_chammi,
 }
 
 
+# The pretraining images' own random stream (it was len(DATASETS) before CHAMMI joined them: kept, so
+# the same seed still writes the same pretraining images).
+PRETRAINING_STREAM = 7
 # The pretraining corpus cycles through these families; cells come first as four of the seven
 # downstream datasets are classifications of them.
 PRETRAINING_FAMILIES = ("cell", "nfkb", "cell", "bbbc021", "cell", "bray")
@@ -455,7 +460,7 @@ def pretraining_images(n_images: int, size: int, seed: int) -> Iterator[np.ndarr
     The same generators as the downstream datasets (in-domain, as pretraining on IDR is for real
     microscopy) but their own random stream: no downstream image, train or test, is among them.
     """
-    rng = np.random.default_rng([seed, len(DATASETS)])
+    rng = np.random.default_rng([seed, PRETRAINING_STREAM])
     for index in range(n_images):
         yield pretraining_image(PRETRAINING_FAMILIES[index % len(PRETRAINING_FAMILIES)], size, rng)
 

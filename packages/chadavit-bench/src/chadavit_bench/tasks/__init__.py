@@ -12,7 +12,7 @@ import importlib
 from chadavit_bench.tasks.base import Flag, Headline, Job, Skip, Task, TaskOutput
 
 # In this order: in `--help`, in `run-all`, in the headline scores and in the report.
-TASK_MODULES = ("knn", "linear", "regression", "reconstruction", "joint", "attention")
+TASK_MODULES = ("knn", "linear", "regression", "reconstruction", "joint", "chammi", "attention")
 
 REGISTRY: dict[str, Task] = {
     name: importlib.import_module(f"{__name__}.{name}").TASK for name in TASK_MODULES
