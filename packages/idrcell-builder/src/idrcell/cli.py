@@ -488,8 +488,8 @@ def stats(
     _dataset_dir(path)
     try:
         numbers = dataset_stats(path)
-    except StatsError as error:  # a missing or damaged index.parquet
-        raise _fail(str(error), RUN_FAILED) from None
+    except StatsError as error:  # a damaged dataset.json or index.parquet: the folder named is unusable
+        raise _fail(str(error), USAGE_ERROR) from None
     if as_json:
         typer.echo(json.dumps(numbers, indent=1, sort_keys=True))
         return
