@@ -77,6 +77,9 @@ class DataConfig:
     augment_on: str = "auto"
     max_pending_batches: int = 4  # buffered images before buckets are merged, in batches
     image_size: int = IMAGE_SIZE
+    # N: train on the images with at least N channels, keeping their first N (the paper's standard
+    # 3-channel ViT; the authors' IDRCell100K_3Channels, src/data/custom_datasets.py lines 293-296).
+    first_channels: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -87,7 +90,7 @@ class DataConfig:
             raise ValueError(f"data.augment_on must be auto, loader or device, got {self.augment_on!r}")
         if self.max_pending_batches < 1:
             raise ValueError(f"data.max_pending_batches must be >= 1, got {self.max_pending_batches}")
-        for name in ("samples_per_rank", "steps_per_epoch"):
+        for name in ("samples_per_rank", "steps_per_epoch", "first_channels"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"data.{name} must be >= 1 when set, got {value}")
@@ -294,12 +297,19 @@ def _decode(plan: EpochPlan, skips: SkipLog, sample: Sample) -> DecodedSample | 
     members = {suffix: data for suffix, data in sample.items() if not suffix.startswith("__")}
     # Position -1: webdataset does not number samples, and decoding does not need it.
     raw = RawSample(sample["__key__"], _shard_name(sample["__url__"]), -1, members)
+    keep = plan.data.first_channels
     try:
-        return decode_sample(raw, plan.data.image_size, plan.max_channels)
+        # With first_channels the model sees only the first N: more channels are not an error.
+        decoded = decode_sample(raw, plan.data.image_size, plan.max_channels if keep is None else None)
     except SampleError as error:
         skips.broken.add(raw.key)
         skips.skip(f"{raw.shard}:{raw.key}", str(error))
         return None
+    if keep is None:
+        return decoded
+    if decoded.n_channels < keep:
+        return None  # outside the training subset: dropped, not counted as unreadable
+    return DecodedSample(decoded.key, decoded.pixels[:keep], decoded.metadata)
 
 
 def _to_batch(plan: EpochPlan, numbered: tuple[int, list[DecodedSample], int]) -> MultiCropBatch:

@@ -100,6 +100,10 @@ class PackedViT(nn.Module):
 
         return save_pretrained(self, directory)
 
+    def training_embeddings(self, x: ModelInput, padded: bool = False) -> Tensor:
+        """What a self-supervised head is trained on: one row per sample (the image embedding here)."""
+        return self(x, padded=padded)
+
     # ----- input checks -------------------------------------------------------------------------
 
     def _checked(self, x: ModelInput) -> tuple[ChannelBatch, list[int]]:

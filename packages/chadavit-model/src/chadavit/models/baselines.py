@@ -1,17 +1,24 @@
-"""The two baselines of the paper's Table 1 / Table 2.
+"""The baselines of the paper's Table 1 / Table 2.
 
 - One-channel ViT: every channel is encoded alone by a ViT-Tiny (Conv2d(1, D)); the image
   embedding is the concatenation of its channels' CLS, so its size is C x D (C x 192).
 - Inter-channel ViT: every channel becomes one single token (one 224 x 224 patch), so attention
   runs across channels only, with the learned channel-slot embeddings of ChAda-ViT.
+- Standard ViT: a ViT-Tiny over fixed 3-channel images (Conv2d(3, D)), the usual ViT, which the
+  authors pretrain on the images with at least 3 channels, keeping their first 3.
+
+`training_embeddings` is what a self-supervised head sees: the image embedding, except for the
+one-channel ViT, where each channel's CLS is a sample of its own (the authors' per-channel
+pretraining, `src/methods/base.py` of github.com/nicoboou/chadavit around lines 537-559).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
+from chadavit.batch import ChannelBatch
 from chadavit.models.base import Features, ModelInput, PackedViT
 from chadavit.models.chadavit import ChAdaViT
 from chadavit.models.config import ViTConfig
@@ -43,6 +50,11 @@ class OneChannelViT(PackedViT):
         channels = self._same_count(counts)
         encoded = self._encode(batch.pixels, [1] * batch.pixels.shape[0], padded)
         return self._sequence_cls(encoded).reshape(len(counts), channels * self.embed_dim)
+
+    def training_embeddings(self, x: ModelInput, padded: bool = False) -> Tensor:
+        """(sum C, embed_dim): every channel's CLS as a sample of its own; mixed counts allowed."""
+        batch, _ = self._checked(x)
+        return self._sequence_cls(self._encode(batch.pixels, [1] * batch.pixels.shape[0], padded))
 
     def forward_features(self, x: ModelInput, padded: bool = False) -> Features:
         batch, counts = self._checked(x)
@@ -87,3 +99,57 @@ class InterChannelViT(ChAdaViT):
             return pixels
         resized = F.interpolate(pixels[:, None], size=(size, size), mode="bilinear", antialias=True)
         return resized[:, 0]
+
+
+class MultiChannelPatchEmbed(nn.Module):
+    """A standard ViT's Conv2d(C, D, p, p) over images of `in_channels` planes: (B * C, H, W) -> (B, N, D)."""
+
+    def __init__(self, patch_size: int, embed_dim: int, in_channels: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, planes: Tensor) -> Tensor:
+        images = planes.reshape(-1, self.in_channels, *planes.shape[1:])
+        return self.proj(images).flatten(2).transpose(1, 2)
+
+
+class StandardViT(PackedViT):
+    """A plain ViT over `STANDARD_CHANNELS`-channel images: one sequence [CLS, patches] per image.
+
+    Every image of a batch must have exactly 3 channels: train it with `data.first_channels=3`
+    (images with fewer are left out, the others keep their first 3, as the authors did).
+    """
+
+    in_channels = 3
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__(config, num_slots=1, channel_embedding=False)
+        self.token_learner = MultiChannelPatchEmbed(config.patch_size, config.embed_dim, self.in_channels)
+        self.reset_parameters()
+
+    def _check_batch(self, batch: ChannelBatch, counts: list[int]) -> None:
+        for index, count in enumerate(counts):
+            if count != self.in_channels:
+                raise ValueError(
+                    f"image {index} has {count} channels but {self.config.name} is a standard ViT "
+                    f"over {self.in_channels}-channel images (train it with data.first_channels=3)"
+                )
+        super()._check_batch(batch, counts)
+
+    def forward(self, x: ModelInput, padded: bool = False) -> Tensor:
+        """CLS embedding (B, D)."""
+        batch, counts = self._checked(x)
+        return self._sequence_cls(self._encode(batch.pixels, [1] * len(counts), padded))
+
+    def forward_features(self, x: ModelInput, padded: bool = False) -> Features:
+        """CLS (B, D) and each image's patch tokens as (1, h, w, D): one token grid for all channels."""
+        batch, counts = self._checked(x)
+        cls, patches = self._sequence_patches(self._encode(batch.pixels, [1] * len(counts), padded))
+        return Features(cls=cls, patch_tokens=patches)
+
+    def attention_maps(self, x: ModelInput) -> list[Tensor]:
+        """Per image (heads, 1, h, w): last-block CLS attention over the patches."""
+        batch, counts = self._checked(x)
+        before_last = self._encode(batch.pixels, [1] * len(counts), False, blocks=len(self.blocks) - 1)
+        return self._sequence_attention(before_last)

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-ARCHITECTURES = ("chadavit", "onechannel", "interchannel")
+ARCHITECTURES = ("chadavit", "onechannel", "interchannel", "standard")
 BLOCKS = ("prenorm", "released")
 _INT_FIELDS = ("img_size", "patch_size", "embed_dim", "depth", "num_heads", "max_channels")
 _FLOAT_FIELDS = ("mlp_ratio", "drop_path_rate", "block_norm_eps", "norm_eps")

@@ -23,6 +23,8 @@ def sequence_layout(
         per_plane = (height // config.patch_size) * (width // config.patch_size)
     if config.architecture == "onechannel":
         planes = [1] * sum(channel_counts)
+    elif config.architecture == "standard":
+        planes = [1] * len(channel_counts)  # the 3 channels share one token grid
     elif padded:
         planes = [config.max_channels] * len(channel_counts)
     else:

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from chadavit.models.base import PackedViT
-from chadavit.models.baselines import InterChannelViT, OneChannelViT
+from chadavit.models.baselines import InterChannelViT, OneChannelViT, StandardViT
 from chadavit.models.chadavit import ChAdaViT
 from chadavit.models.config import ViTConfig
 
@@ -14,6 +14,7 @@ MODEL_CLASSES: dict[str, type[PackedViT]] = {
     "chadavit": ChAdaViT,
     "onechannel": OneChannelViT,
     "interchannel": InterChannelViT,
+    "standard": StandardViT,
 }
 
 # Widths: "moyen" is the paper's ViT-Tiny (D 192, 3 heads); petit / grand halve / double it.
@@ -34,12 +35,15 @@ _CONFIGS: dict[str, ViTConfig] = {
         block_norm_eps=1e-5,
         norm_eps=1e-6,
     ),
-    # Paper baselines at ViT-Tiny width.
+    # Paper baselines at ViT-Tiny width. The standard ViT takes 3-channel images (data.first_channels=3).
     "onechannel_vit_tiny": ViTConfig(
         name="onechannel_vit_tiny", architecture="onechannel", embed_dim=192, num_heads=3
     ),
     "interchannel_vit_moyen": ViTConfig(
         name="interchannel_vit_moyen", architecture="interchannel", patch_size=224, embed_dim=192, num_heads=3
+    ),
+    "standard_vit_tiny": ViTConfig(
+        name="standard_vit_tiny", architecture="standard", embed_dim=192, num_heads=3, max_channels=3
     ),
 }
 

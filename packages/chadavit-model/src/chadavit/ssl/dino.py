@@ -76,7 +76,9 @@ class DINONetwork(nn.Module):
             merged = ChannelBatch(
                 torch.cat([v.pixels for v in group]), torch.cat([v.channel_counts for v in group])
             )
-            embeddings.append(self.backbone(merged, padded=self.padded))
+            # One row per sample: an image, or a channel for the one-channel ViT (whose head is
+            # therefore sized at embed_dim, not C x embed_dim; see PackedViT.training_embeddings).
+            embeddings.append(self.backbone.training_embeddings(merged, padded=self.padded))
             start = end
         logits = self.head(torch.cat(embeddings))
         return list(logits.chunk(len(views)))

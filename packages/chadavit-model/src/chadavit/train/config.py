@@ -137,6 +137,7 @@ RULES: dict[str, Rule] = {
     "data.augment_on": one_of("auto", "loader", "device"),
     "data.max_pending_batches": at_least(1),
     "data.image_size": at_least(1, 8192),
+    "data.first_channels": at_least(1, 1024),
     "augment.global_crop_size": at_least(1, 8192),
     "augment.local_crop_size": at_least(1, 8192),
     "augment.n_local_crops": at_least(0, 64),
@@ -224,9 +225,14 @@ def check_config(config: TrainConfig) -> None:
     """Every value of `config` of its annotated type and in range, and the model buildable."""
     _check_fields(config, "")
     try:
-        model_config(config.model, **dict(config.model_overrides))
+        model = model_config(config.model, **dict(config.model_overrides))
     except (TypeError, ValueError) as error:
         raise ConfigError(f"model_overrides: {error}") from error
+    if model.architecture == "standard" and config.data.first_channels != 3:
+        raise ConfigError(
+            f"model {config.model} takes 3-channel images: set data.first_channels=3 (it trains on the "
+            f"images with at least 3 channels, keeping their first 3), got {config.data.first_channels}"
+        )
 
 
 def config_key(name: str) -> str:
