@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+INTENSITY_ORDERS = ("gain_first", "shift_first")
+INTERPOLATIONS = ("bilinear", "bicubic")
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -32,10 +35,18 @@ class AugmentConfig:
     intensity_p: float = 0.8  # probability that one channel of one view is jittered
     intensity_scale: tuple[float, float] = (0.5, 1.5)
     intensity_shift: tuple[float, float] = (-0.3, 0.3)
+    # "gain_first": x * gain + shift (the default); "shift_first": (x + shift) * gain, the authors'
+    # CustomColorJitter (src/data/custom_transforms.py, lines 317-343 of github.com/nicoboou/chadavit).
+    intensity_order: str = "gain_first"
     # DINO blurs the first global view always, the second with p 0.1 and each local view with p 0.5.
     blur_p_global: tuple[float, float] = (1.0, 0.1)
     blur_p_local: float = 0.5
     blur_sigma: tuple[float, float] = (0.1, 2.0)
+    # Solarization (invert intensities >= 0.5, one draw per image and view): off by default; DINO's
+    # and the authors' asymmetric recipe solarize the second global view with p 0.2.
+    solarize_p_global: tuple[float, float] = (0.0, 0.0)
+    solarize_p_local: float = 0.0
+    interpolation: str = "bilinear"  # crop resize: bilinear, or bicubic (the authors' RandomResizedCrop)
     channel_shuffle: bool = False  # permute an image's channels (same order in all its views)
     channel_drop_p: float = 0.0  # drop each channel with this probability, keeping at least one
 
@@ -46,9 +57,29 @@ class AugmentConfig:
                 raise ValueError(
                     f"augment.{name} must be two positive numbers, low <= high, got {(low, high)}"
                 )
+        if self.intensity_order not in INTENSITY_ORDERS:
+            raise ValueError(
+                f"augment.intensity_order must be one of {INTENSITY_ORDERS}, got {self.intensity_order!r}"
+            )
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(
+                f"augment.interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}"
+            )
+        if len(self.blur_p_global) != len(self.solarize_p_global):
+            raise ValueError(
+                f"augment.solarize_p_global needs one probability per global view "
+                f"({len(self.blur_p_global)}), got {list(self.solarize_p_global)}"
+            )
         if self.n_local_crops < 0:
             raise ValueError(f"augment.n_local_crops must be >= 0, got {self.n_local_crops}")
-        for name in ("hflip_p", "vflip_p", "intensity_p", "blur_p_local", "channel_drop_p"):
+        for name in (
+            "hflip_p",
+            "vflip_p",
+            "intensity_p",
+            "blur_p_local",
+            "solarize_p_local",
+            "channel_drop_p",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"augment.{name} must be a probability in [0, 1], got {getattr(self, name)}")
 
@@ -126,8 +157,10 @@ def sample_geometry(
     return Geometry(boxes, hflip, vflip, turns)
 
 
-def geometric_view(pixels: Tensor, counts: Tensor, geometry: Geometry, size: int) -> Tensor:
-    """Crop each image, resize it to size x size (bilinear, antialiased like PIL), flip, rotate.
+def geometric_view(
+    pixels: Tensor, counts: Tensor, geometry: Geometry, size: int, mode: str = "bilinear"
+) -> Tensor:
+    """Crop each image, resize it to size x size (`mode`, antialiased like PIL), flip, rotate.
 
     All channels of an image share its crop and transform; the result is (sum C, size, size).
     """
@@ -142,7 +175,7 @@ def geometric_view(pixels: Tensor, counts: Tensor, geometry: Geometry, size: int
     ):
         x0, y0, w, h = box
         crop = image[None, :, y0 : y0 + h, x0 : x0 + w]
-        view = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
+        view = F.interpolate(crop, size=(size, size), mode=mode, align_corners=False, antialias=True)[0]
         if hflip:
             view = view.flip(-1)
         if vflip:
@@ -154,14 +187,27 @@ def geometric_view(pixels: Tensor, counts: Tensor, geometry: Geometry, size: int
 
 
 def jitter_intensity(view: Tensor, generator: torch.Generator, config: AugmentConfig) -> Tensor:
-    """x * U(scale) + U(shift) on each channel independently, with probability `intensity_p`, in [0, 1]."""
+    """x * U(scale) + U(shift) (or (x + U(shift)) * U(scale)) on each channel independently, with
+    probability `intensity_p`, clamped to [0, 1]."""
     n = view.shape[0]
     chosen = torch.rand(n, generator=generator) < config.intensity_p
     gain = _uniform(generator, (n,), *config.intensity_scale).to(view.dtype)
     shift = _uniform(generator, (n,), *config.intensity_shift).to(view.dtype)
     gain = torch.where(chosen, gain, torch.ones_like(gain)).to(view.device)
     shift = torch.where(chosen, shift, torch.zeros_like(shift)).to(view.device)
+    if config.intensity_order == "shift_first":
+        return ((view + shift[:, None, None]) * gain[:, None, None]).clamp_(0.0, 1.0)
     return (view * gain[:, None, None] + shift[:, None, None]).clamp_(0.0, 1.0)
+
+
+def solarize(view: Tensor, counts: Tensor, generator: torch.Generator, p: float) -> Tensor:
+    """Invert the intensities >= 0.5 (128 of 255, PIL's and albumentations' threshold) of each image
+    with probability `p`, all its channels together. Draws nothing when `p` is 0."""
+    if p == 0.0:
+        return view
+    chosen = (torch.rand(counts.numel(), generator=generator) < p).repeat_interleave(counts)
+    flip = chosen.to(view.device)[:, None, None] & (view >= 0.5)
+    return torch.where(flip, 1.0 - view, view)
 
 
 def gaussian_blur(view: Tensor, sigma_per_channel: Tensor) -> Tensor:
@@ -223,12 +269,14 @@ def _make_view(
     size: int,
     scale: tuple[float, float],
     blur_p: float,
+    solarize_p: float = 0.0,
 ) -> Tensor:
     geometry = sample_geometry(generator, counts.numel(), pixels.shape[-2], pixels.shape[-1], scale, config)
-    view = geometric_view(pixels, counts, geometry, size)
+    view = geometric_view(pixels, counts, geometry, size, config.interpolation)
     view = jitter_intensity(view, generator, config)
     # Blur sums weights that add to 1 only up to rounding: clamp again to stay in [0, 1].
-    return gaussian_blur(view, _blur_sigmas(generator, counts, blur_p, config)).clamp_(0.0, 1.0)
+    view = gaussian_blur(view, _blur_sigmas(generator, counts, blur_p, config)).clamp_(0.0, 1.0)
+    return solarize(view, counts, generator, solarize_p)
 
 
 def multi_crop(images: list[Tensor], generator: torch.Generator, config: AugmentConfig) -> MultiCrop:
@@ -240,8 +288,10 @@ def multi_crop(images: list[Tensor], generator: torch.Generator, config: Augment
     pixels = torch.cat(images, dim=0)
     pixels = pixels.float().div_(255.0) if pixels.dtype == torch.uint8 else pixels.float()
     global_views = tuple(
-        _make_view(pixels, counts, generator, config, config.global_crop_size, config.global_crop_scale, p)
-        for p in config.blur_p_global
+        _make_view(
+            pixels, counts, generator, config, config.global_crop_size, config.global_crop_scale, blur, sol
+        )
+        for blur, sol in zip(config.blur_p_global, config.solarize_p_global, strict=True)
     )
     local_views = tuple(
         _make_view(
@@ -252,6 +302,7 @@ def multi_crop(images: list[Tensor], generator: torch.Generator, config: Augment
             config.local_crop_size,
             config.local_crop_scale,
             config.blur_p_local,
+            config.solarize_p_local,
         )
         for _ in range(config.n_local_crops)
     )

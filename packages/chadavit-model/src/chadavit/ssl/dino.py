@@ -84,14 +84,15 @@ class DINONetwork(nn.Module):
         return list(logits.chunk(len(views)))
 
 
-def param_groups(network: DINONetwork) -> list[dict[str, Any]]:
-    """DINO's rule: no weight decay on biases and norms, nor on the backbone's embeddings."""
+def param_groups(network: DINONetwork, decay_all: bool = False) -> list[dict[str, Any]]:
+    """DINO's rule: no weight decay on biases and norms, nor on the backbone's embeddings; with
+    `decay_all`, weight decay on every parameter (the authors' code, src/methods/base.py 319-320)."""
     no_decay_names = {f"backbone.{n}" for n in getattr(network.backbone, "no_weight_decay", set)()}
     decay, no_decay = [], []
     for name, param in network.named_parameters():
         if not param.requires_grad:
             continue
-        if name.endswith(".bias") or param.ndim == 1 or name in no_decay_names:
+        if not decay_all and (name.endswith(".bias") or param.ndim == 1 or name in no_decay_names):
             no_decay.append(param)
         else:
             decay.append(param)
@@ -143,6 +144,7 @@ class DinoObjective:
         steps_per_epoch: int,
         clip_grad: float,
         freeze_last_layer_epochs: int,
+        decay_all_params: bool = False,
     ) -> None:
         self.network = student
         self.teacher = teacher
@@ -152,6 +154,7 @@ class DinoObjective:
         self.steps_per_epoch = steps_per_epoch
         self.clip_grad = clip_grad
         self.freeze_last_layer_epochs = freeze_last_layer_epochs
+        self.decay_all_params = decay_all_params
         self._forward: nn.Module = student
 
     @classmethod
@@ -175,6 +178,7 @@ class DinoObjective:
             steps_per_epoch=steps_per_epoch,
             clip_grad=config.optim.clip_grad,
             freeze_last_layer_epochs=dino.freeze_last_layer_epochs,
+            decay_all_params=config.optim.decay_all_params,
         )
 
     @property
@@ -195,7 +199,7 @@ class DinoObjective:
         self._forward = forward
 
     def param_groups(self) -> list[dict[str, Any]]:
-        return param_groups(self.network)
+        return param_groups(self.network, self.decay_all_params)
 
     def loss(self, views: Views, step: int) -> Tensor:
         with torch.no_grad():

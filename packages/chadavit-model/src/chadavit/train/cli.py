@@ -121,15 +121,23 @@ def _fail(message: str, code: int) -> NoReturn:
 
 # Options that are not config fields; every other option's parameter name is the config field it
 # sets (`batch_size` -> data.batch_size), so each flag is declared once, in `main`'s signature.
-NOT_CONFIG_FIELDS = ("config_file", "model_arg", "set_", "version")
+NOT_CONFIG_FIELDS = ("config_file", "recipe", "model_arg", "set_", "version")
 
 
 def build_config(params: dict[str, Any]) -> TrainConfig:
-    """defaults < --config FILE < flags < --model-arg / --set, as one validated TrainConfig."""
-    from chadavit.train.config import TrainConfig, config_key, load_config
+    """defaults < --recipe < --config FILE < flags < --model-arg / --set, as one validated TrainConfig."""
+    from chadavit.train.config import TrainConfig, config_from_dict, config_key, load_config
+    from chadavit.train.recipes import recipe_config_values
 
     config_file = params.get("config_file")
-    base = load_config(config_file) if config_file else TrainConfig()
+    if params.get("recipe"):
+        values = recipe_config_values(params["recipe"], config_file, params.get("model"))
+        try:
+            base = config_from_dict(values)
+        except ConfigError as error:
+            raise ConfigError(f"recipe {params['recipe']}: {error}") from error
+    else:
+        base = load_config(config_file) if config_file else TrainConfig()
     overrides: dict[str, Any] = {
         config_key(name): str(value) if isinstance(value, Path) else value
         for name, value in params.items()
@@ -158,6 +166,12 @@ def main(
     batch_size: Annotated[int | None, typer.Option(help="Images per rank per step (paper: 256).")] = None,
     config_file: Annotated[
         Path | None, typer.Option("--config", help="YAML config; flags override its values.")
+    ] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(
+            help="A shipped recipe under the config: 'paper' (the authors' settings, docs/training.md)."
+        ),
     ] = None,
     nproc: Annotated[
         int | None, typer.Option(help="Local DDP processes to start (not under torchrun).")

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from chadavit.data.augment import AugmentConfig
+from chadavit.data.augment import INTENSITY_ORDERS, INTERPOLATIONS, AugmentConfig
 from chadavit.data.loader import DataConfig
 from chadavit.models import list_models, model_config
 from chadavit.ssl.dino import DinoConfig
@@ -46,12 +46,16 @@ class OptimConfig:
     base_lr: float = 1e-4  # scaled by global batch / 256
     min_lr: float = 1e-6
     warmup_epochs: float = 10
+    warmup_start_lr: float = 0.0  # where the linear warm-up starts (not scaled by the batch)
     weight_decay: float = 0.04  # cosine to weight_decay_end
     weight_decay_end: float = 0.4
     # DINO's clipping: each parameter's gradient norm is clipped to this on its own (not the global
     # norm of all gradients); 0 disables clipping. See chadavit.ssl.dino.clip_per_parameter.
     clip_grad: float = 3.0
     betas: tuple[float, float] = (0.9, 0.999)
+    # False: DINO's rule, no decay on biases, norms and embeddings; True: decay on every parameter,
+    # as the authors' code does by default (solo-learn's exclude_bias_n_norm_wd false).
+    decay_all_params: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,10 @@ RULES: dict[str, Rule] = {
     "augment.blur_p_local": fraction(),
     "augment.blur_sigma": above(0),
     "augment.channel_drop_p": fraction(),
+    "augment.intensity_order": one_of(*INTENSITY_ORDERS),
+    "augment.solarize_p_global": fraction(),
+    "augment.solarize_p_local": fraction(),
+    "augment.interpolation": one_of(*INTERPOLATIONS),
     "dino.out_dim": at_least(1, 2**20),
     "dino.hidden_dim": at_least(1, 65536),
     "dino.bottleneck_dim": at_least(1, 65536),
@@ -171,6 +179,7 @@ RULES: dict[str, Rule] = {
     "optim.base_lr": above(0),
     "optim.min_lr": at_least(0),
     "optim.warmup_epochs": at_least(0),
+    "optim.warmup_start_lr": at_least(0),
     "optim.weight_decay": at_least(0),
     "optim.weight_decay_end": at_least(0),
     "optim.clip_grad": at_least(0),

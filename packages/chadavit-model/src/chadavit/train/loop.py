@@ -105,7 +105,9 @@ class Schedules:
         # Linear scaling rule (Goyal et al. 2017), as DINO: the base LR is for 256 images.
         peak = optim.base_lr * config.data.batch_size * world_size / 256.0
         return cls(
-            lr=cosine_schedule(peak, optim.min_lr, config.epochs, steps_per_epoch, optim.warmup_epochs),
+            lr=cosine_schedule(
+                peak, optim.min_lr, config.epochs, steps_per_epoch, optim.warmup_epochs, optim.warmup_start_lr
+            ),
             weight_decay=cosine_schedule(
                 optim.weight_decay, optim.weight_decay_end, config.epochs, steps_per_epoch
             ),
