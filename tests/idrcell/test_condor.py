@@ -26,6 +26,7 @@ from idrcell.condor_pool import JobState, follow_jobs
 from idrcell.executors import condor_queue, make_jobs, stage_variables
 from idrcell.experiments import load_experiments
 from idrcell.stage import StageConfig
+from idrcell.zarr_resolve import DEFAULT_ZARR_BASE_URL
 
 REPO = Path(__file__).resolve().parents[2]
 SCRAPE_SUB = REPO / "condor" / "scrape.sub"
@@ -94,6 +95,12 @@ def test_scrape_sub_queues_one_job_per_data_row_with_the_rows_values(tmp_path: P
         "60.0",
         "--retries",
         "8",
+        "--max-response-mb",
+        "64",
+        "--pixel-source",
+        "auto",
+        "--zarr-base-url",
+        DEFAULT_ZARR_BASE_URL,
     ]
 
 
@@ -101,7 +108,17 @@ def test_scrape_sub_defaults_are_the_stage_commands_defaults(tmp_path: Path) -> 
     (job, *_) = queued_jobs(SubmitFile.load(SCRAPE_SUB, {"list": str(write_list(tmp_path))}))
     params = stage_params(list(job.arguments))
     defaults = {p.name: p.default for p in CLI.commands["stage"].params}
-    for name in ("seed", "max_channels", "base_url", "concurrency", "timeout", "retries"):
+    for name in (
+        "seed",
+        "max_channels",
+        "base_url",
+        "concurrency",
+        "timeout",
+        "retries",
+        "max_response_mb",
+        "pixel_source",
+        "zarr_base_url",
+    ):
         assert params[name] == defaults[name], name
 
 

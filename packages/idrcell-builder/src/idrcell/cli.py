@@ -27,9 +27,10 @@ app = typer.Typer(
     help="Build multi-channel 224 x 224 WebDataset shards from the Image Data Resource (IDR).",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain help, as the three CLIs share (README "Command-line conventions")
 )
 experiments_app = typer.Typer(
-    help="Experiment lists: the curated default, and validation.", no_args_is_help=True
+    help="Experiment lists: the curated default, and validation.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(experiments_app, name="experiments")
 app.command("emulator")(emulator_command)
@@ -63,6 +64,13 @@ ZARR_BASE_URL = typer.Option(
     "--zarr-base-url",
     envvar=ZARR_BASE_URL_ENV,
     help="Base URL of the OME-Zarr copies (the IDR's object store, or an emulator's /idr/zarr).",
+)
+MAX_RESPONSE_MB = typer.Option(
+    64,
+    "--max-response-mb",
+    min=1,
+    help="Largest answer body read from the server or the OME-Zarr store, in MiB; a larger one skips "
+    "its image as response_too_large.",
 )
 SHARD_SAMPLES = typer.Option(2000, "--max-shard-samples", min=1, help="Most samples in one shard.")
 SHARD_BYTES = typer.Option(1_000_000_000, "--max-shard-bytes", min=1, help="Most bytes in one shard.")
@@ -119,13 +127,19 @@ def _stage_config(
     max_channels: int,
     pixel_source: str = "auto",
     zarr_base_url: str = DEFAULT_ZARR_BASE_URL,
+    max_response_mb: int = 64,
 ) -> StageConfig:
     if pixel_source not in PIXEL_SOURCES:
         raise _fail(
             f"--pixel-source must be one of {', '.join(PIXEL_SOURCES)}, got {pixel_source!r}", USAGE_ERROR
         )
     client = ClientConfig(
-        base_url=base_url, concurrency=concurrency, timeout_s=timeout, max_retries=retries, seed=seed
+        base_url=base_url,
+        concurrency=concurrency,
+        timeout_s=timeout,
+        max_retries=retries,
+        seed=seed,
+        max_response_bytes=max_response_mb * 2**20,
     )
     return StageConfig(
         seed=seed,
@@ -227,6 +241,7 @@ def stage(
     max_channels: int = MAX_CHANNELS,
     pixel_source: str = PIXEL_SOURCE,
     zarr_base_url: str = ZARR_BASE_URL,
+    max_response_mb: int = MAX_RESPONSE_MB,
 ) -> None:
     """Stage one experiment of a list (one independent, resumable job) into OUT/staging/.
 
@@ -241,7 +256,15 @@ def stage(
     except KeyError as error:
         raise _fail(f"{experiments}: {error.args[0]}", EXIT_BAD_INPUT) from None
     config = _stage_config(
-        seed, base_url, concurrency, timeout, retries, max_channels, pixel_source, zarr_base_url
+        seed,
+        base_url,
+        concurrency,
+        timeout,
+        retries,
+        max_channels,
+        pixel_source,
+        zarr_base_url,
+        max_response_mb,
     )
     try:
         (job,) = make_jobs([experiment], experiments, out, config)
@@ -324,6 +347,7 @@ def build(
     max_shard_bytes: int = SHARD_BYTES,
     pixel_source: str = PIXEL_SOURCE,
     zarr_base_url: str = ZARR_BASE_URL,
+    max_response_mb: int = MAX_RESPONSE_MB,
     executor: ExecutorKind = typer.Option(
         ExecutorKind.local,
         "--executor",
@@ -346,11 +370,16 @@ def build(
 
     rows = _load_list(experiments)
     config = _stage_config(
-        seed, base_url, concurrency, timeout, retries, max_channels, pixel_source, zarr_base_url
+        seed,
+        base_url,
+        concurrency,
+        timeout,
+        retries,
+        max_channels,
+        pixel_source,
+        zarr_base_url,
+        max_response_mb,
     )
-    if executor is ExecutorKind.condor and (pixel_source, zarr_base_url) != ("auto", DEFAULT_ZARR_BASE_URL):
-        # The HTCondor job's command line (condor/scrape.sub) does not carry these two options yet.
-        raise _fail("--pixel-source and --zarr-base-url work with --executor local only", USAGE_ERROR)
     limits = ShardLimits(max_shard_samples, max_shard_bytes)
     variables = _assignments(condor_set)
     submitted = False

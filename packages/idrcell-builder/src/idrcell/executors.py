@@ -30,6 +30,7 @@ from idrcell.experiments import Experiment, find_experiment
 from idrcell.journal import StagingLockedError
 from idrcell.listing import ListingError
 from idrcell.stage import ProgressCallback, StageConfig, StageResult, stage_experiment
+from idrcell.zarr_source import PIXEL_SOURCES
 
 EXIT_OK, EXIT_RETRY, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -54,7 +55,11 @@ STAGE_OPTIONS = (
     "--concurrency",
     "--timeout",
     "--retries",
+    "--max-response-mb",
+    "--pixel-source",
+    "--zarr-base-url",
 )
+MIB = 2**20  # --max-response-mb counts MiB (ClientConfig.max_response_bytes counts bytes)
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,12 @@ class StageJob:
 def stage_variables(experiments_path: Path | str, out: Path | str, config: StageConfig) -> dict[str, str]:
     """The submit variables of scrape.sub that make its jobs run with `config`."""
     client = config.client
+    if client.max_response_bytes % MIB:
+        # The job's command line carries whole MiB; a cap that is not would silently change on a pool.
+        raise CondorError(
+            f"max_response_bytes {client.max_response_bytes} is not a whole number of MiB "
+            "(--max-response-mb), so a stage command cannot carry it"
+        )
     return {
         "list": str(experiments_path),
         "out": str(out),
@@ -88,6 +99,9 @@ def stage_variables(experiments_path: Path | str, out: Path | str, config: Stage
         "concurrency": str(client.concurrency),
         "timeout": str(client.timeout_s),
         "retries": str(client.max_retries),
+        "max_response_mb": str(client.max_response_bytes // MIB),
+        "pixel_source": config.pixel_source,
+        "zarr_base_url": config.zarr_base_url,
     }
 
 
@@ -96,6 +110,7 @@ def job_from_command(
 ) -> StageJob:
     """Read an `idrcell stage` command back into a job. Every value the command names comes from it;
     `config` supplies only what a command line cannot set (backoff timing, tiling, worker threads)."""
+
     words = list(command)
     if not words or words[0] != "stage":
         raise CondorError(f"the job runs {' '.join(words[:1]) or 'nothing'!r}, not `idrcell stage`")
@@ -118,9 +133,20 @@ def job_from_command(
             concurrency=int(values["--concurrency"]),
             timeout_s=float(values["--timeout"]),
             max_retries=int(values["--retries"]),
+            max_response_bytes=int(values["--max-response-mb"]) * MIB,
         )
+        if values["--pixel-source"] not in PIXEL_SOURCES:
+            raise CondorError(
+                f"the stage command's --pixel-source {values['--pixel-source']!r} is not one of "
+                f"{', '.join(PIXEL_SOURCES)}"
+            )
         job_config = replace(
-            config, seed=int(values["--seed"]), max_channels=int(values["--max-channels"]), client=client
+            config,
+            seed=int(values["--seed"]),
+            max_channels=int(values["--max-channels"]),
+            client=client,
+            pixel_source=values["--pixel-source"],
+            zarr_base_url=values["--zarr-base-url"],
         )
     except KeyError as error:
         raise CondorError(f"{values['--experiments']}: {error.args[0]}") from None
