@@ -355,6 +355,8 @@ def test_nan_and_overflowing_numbers_from_the_server_are_nulled_counted_and_neve
     )
     stage = json.loads((out / "staging" / "idr0901-emu-mitosis_screenA" / "stage.json").read_text())
     assert stage["nulled_values"] == 2
+    # ... and the summary says so: the table's `nulled` column and the totals line
+    assert "nulled" in text and "images with nulled values 2;" in " ".join(text.split())
     assert run(rel, "idrcell", "verify", out).returncode == 0
     print(f"\n| emissionWave NaN and 10^400, window start Infinity | 0 | {nulled[0]['detail']} |")
 

@@ -108,6 +108,8 @@ class StageBars:
 
 
 def stage_table(results: Sequence[StageResult]) -> Table:
+    """One row per experiment. `nulled`: staged images with server numbers that were no finite number,
+    stored as null (stage.json `nulled_values`; each is named in failures.jsonl, status `nulled`)."""
     table = Table(title="Staging summary", show_lines=False)
     for column in (
         "experiment",
@@ -116,6 +118,7 @@ def stage_table(results: Sequence[StageResult]) -> Table:
         "listed",
         "skipped",
         "failed",
+        "nulled",
         "requests",
         "retries",
         "MB",
@@ -134,6 +137,7 @@ def stage_table(results: Sequence[StageResult]) -> Table:
             str(r.candidates),
             skipped,
             str(r.failed),
+            str(r.nulled),
             str(r.requests),
             str(sum(r.retries.values())),
             f"{r.downloaded_bytes / 1e6:.1f}",
@@ -152,7 +156,8 @@ def totals_line(results: Sequence[StageResult], seconds: float) -> str:
     retry_text = ", ".join(f"{k} {v}" for k, v in sorted(retries.items())) or "none"
     return (
         f"images {sum(r.selected for r in results)}, channels {sum(r.channels for r in results)}, "
-        f"skipped: {reasons}; retries: {retry_text}; "
+        f"skipped: {reasons}; images with nulled values {sum(r.nulled for r in results)}; "
+        f"retries: {retry_text}; "
         f"downloaded {sum(r.downloaded_bytes for r in results) / 1e6:.1f} MB in {seconds:.1f} s"
     )
 

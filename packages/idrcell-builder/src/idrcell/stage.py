@@ -127,6 +127,7 @@ class StageResult:
     retries: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     error: str | None = None  # set when the stage could not run at all (bad id, server down)
+    nulled: int = 0  # staged images with server values stored as null (stage.json `nulled_values`)
 
     @property
     def short(self) -> bool:
@@ -315,6 +316,7 @@ def _result_from_summary(summary: dict[str, Any], already_done: bool, **extra: A
         already_done=already_done,
         channels=sum(s["n_channels"] for s in summary["samples"]),
         sample_bytes=sum(s["bytes"] for s in summary["samples"]),
+        nulled=summary.get("nulled_values", 0),  # absent from the stage.json of older builders
         **extra,
     )
 
@@ -397,6 +399,7 @@ async def stage_experiment_async(
                     failed=failed,
                     complete=False,
                     already_done=False,
+                    nulled=summary["nulled_values"],
                     **extra,
                 )
             if not summary["selected"]:
