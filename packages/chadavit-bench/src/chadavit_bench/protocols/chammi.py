@@ -61,9 +61,13 @@ def nearest_neighbour(
     nearest = np.empty(len(query), dtype=np.int64)
     for start in range(0, len(query), rows):
         products = torch.from_numpy(query[start : start + rows]) @ ref_t.T
-        scores = ref_sq[None, :] - 2 * products if ref_sq is not None else -products
-        # torch.argmin returns the first minimum, as faiss's k = 1 search keeps the first it meets.
-        nearest[start : start + len(scores)] = torch.argmin(scores, dim=1).numpy()
+        # In place: one (rows, references) block in memory. torch's argmin / argmax return the first
+        # extremum, as faiss's k = 1 search keeps the first nearest it meets.
+        if ref_sq is not None:
+            best = torch.argmin(products.mul_(-2).add_(ref_sq[None, :]), dim=1)
+        else:
+            best = torch.argmax(products, dim=1)
+        nearest[start : start + len(products)] = best.numpy()
     return nearest
 
 

@@ -48,7 +48,7 @@ def model_folder(label: str) -> str:
     return label if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", label) else slug(label)
 
 
-def _metric_rows(scores, sub_name: str) -> dict[str, float]:
+def _metric_rows(scores) -> dict[str, float]:
     metrics: dict[str, float] = {}
     for score in scores:
         metrics[f"f1_macro_{score.task}"] = score.f1_macro
@@ -114,7 +114,7 @@ def run(context: ModelContext, datasets: tuple[str, ...]) -> TaskOutput:
                 groups=dataset.groups(indices) if sub.group_column else None,
                 metric=metric,
             )
-            metrics = _metric_rows(scores, name)
+            metrics = _metric_rows(scores)
             f1.update({(sub.folder, s.task): s.f1_macro for s in scores})
             mean = ood_means(f1).get(sub.folder)
             if mean is not None:
