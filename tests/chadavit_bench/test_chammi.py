@@ -128,6 +128,7 @@ def _drop_column(root: Path, column: str) -> None:
         (lambda r: _edit_meta(r, "channel_width", 2, "-3"), DatasetFormatError, ["line 2", "channel_width"]),
         (lambda r: _edit_meta(r, "train_test_split", 3, "Task_9"), DatasetFormatError, ["line 3", "Task_9"]),
         (lambda r: (r / "chammi/HPA/crops/2.png").unlink(), DatasetNotFoundError, ["2.png"]),
+        (lambda r: _edit_meta(r, "cell_type", 5, ""), DatasetFormatError, ["line 5", "cell_type"]),
     ],
 )
 def test_bad_metadata_is_one_error_naming_file_and_row(tmp_path, breakage, error, words) -> None:
@@ -138,6 +139,12 @@ def test_bad_metadata_is_one_error_naming_file_and_row(tmp_path, breakage, error
     message = str(caught.value)
     assert "\n" not in message and all(word in message for word in words), message
     assert "enriched_meta.csv" in message or "png" in message
+
+
+def test_a_group_is_needed_only_in_the_leave_out_task(tmp_path: Path) -> None:
+    root, _ = hpa_root(tmp_path)
+    _edit_meta(root, "cell_type", 2, "")  # a Train row: the official evaluator never reads its group
+    assert chammi.load_subdataset(root, "chammi-hpa").groups([0])[0] == ""
 
 
 @pytest.mark.parametrize(

@@ -181,7 +181,7 @@ def read_meta(root: Path, sub: SubDataset) -> tuple[list[ChammiRecord], tuple[st
         raise DatasetFormatError(f"{meta}: no column(s) {missing}; CHAMMI's {sub.folder} has {needed}")
     if frame.empty:
         raise DatasetFormatError(f"{meta} has no rows")
-    for column in ("file_path", "train_test_split", "Label", *group):
+    for column in ("file_path", "train_test_split", "Label"):
         empty = frame[column].isna()
         if empty.any():
             line = int(np.flatnonzero(empty.to_numpy())[0]) + 2
@@ -203,7 +203,16 @@ def read_meta(root: Path, sub: SubDataset) -> tuple[list[ChammiRecord], tuple[st
     flags = {task: _bool_column(frame, task, meta) for task in sub.tasks}
     class_names = tuple(dict.fromkeys(frame["Label"]))
     label_index = {name: i for i, name in enumerate(class_names)}
-    groups = frame[sub.group_column].astype(str).to_numpy() if sub.group_column else None
+    groups = None
+    if sub.group_column and sub.leave_out:
+        # Only the leave-out task's rows need a group (the official evaluator reads no other).
+        empty = frame[sub.group_column].isna().to_numpy() & flags[sub.leave_out]
+        if empty.any():
+            line = int(np.flatnonzero(empty)[0]) + 2
+            raise DatasetFormatError(
+                f"{meta} line {line}: {sub.group_column!r} is empty in a {sub.leave_out} row"
+            )
+        groups = frame[sub.group_column].fillna("").astype(str).to_numpy()
     records = [
         ChammiRecord(
             key=path,
