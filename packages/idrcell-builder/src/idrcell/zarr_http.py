@@ -9,7 +9,8 @@ cap) and byte counters as the API routes. zarr fetches the chunks of one read co
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
@@ -46,6 +47,9 @@ class ClientStore(Store):
         super().__init__(read_only=True)
         self.client = client
         self.root_url = root_url.rstrip("/")
+        # Set once the array's metadata is checked (zarr_limits.check_array): every object fetched
+        # afterwards passes it before zarr's codecs see it. Raising refuses the read.
+        self.chunk_check: Callable[[str, bytes], None] | None = None
 
     def __eq__(self, value: object) -> bool:
         return isinstance(value, ClientStore) and value.root_url == self.root_url
@@ -63,6 +67,9 @@ class ClientStore(Store):
         data = await self.client.get_bytes(f"{self.root_url}/{key}")
         if data is None:
             return None
+        if self.chunk_check is not None:
+            # Off the event loop: bounding a zlib or gzip chunk means inflating it (at most its size).
+            await asyncio.to_thread(self.chunk_check, key, data)
         return prototype.buffer.from_bytes(_slice(data, byte_range))
 
     async def get_partial_values(

@@ -37,6 +37,7 @@ from idrcell.imgdata import (
 from idrcell.render import IMAGE_SIZE, encode_png, resize_to_square
 from idrcell.sampling import Candidate
 from idrcell.zarr_http import ClientStore
+from idrcell.zarr_limits import ZarrTooLarge, check_array
 from idrcell.zarr_resolve import StoreLocation, ZarrResolver, ZarrSourceError
 
 PIXEL_SOURCES = ("auto", "zarr", "render")
@@ -44,6 +45,8 @@ PIXEL_SOURCES = ("auto", "zarr", "render")
 NO_ZARR = "no_zarr"  # no OME-Zarr copy found for the image
 UNREADABLE_ZARR = "unreadable_zarr"  # a store whose metadata breaks OME-NGFF (no multiscales, axes)
 ZARR_MISMATCH = "zarr_mismatch"  # the store's image disagrees with the API (size, channels)
+# declared sizes above zarr_limits' caps, or a chunk that decodes past its declared chunk shape
+OVERSIZED_ZARR = "oversized_zarr"
 PREFLIGHT_CANDIDATES = 5  # images of the order tried before an experiment is declared without Zarr
 
 
@@ -224,6 +227,8 @@ class ZarrPixelSource:
             return await self._read_image(candidate, info, store, group_path)
         except ZarrSourceError:
             raise
+        except ZarrTooLarge as error:
+            return ZarrSkip(OVERSIZED_ZARR, f"image {candidate.image_id}: {error}"[:500])
         except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as error:
             # zarr's own errors for metadata or chunks that break the format (codec, shape, dtype)
             detail = f"image {candidate.image_id} in {store.url}: {type(error).__name__}: {error}"
@@ -325,6 +330,9 @@ class ZarrPixelSource:
             )
         if "c" in axes and array.shape[axes.index("c")] < max(c.index for c in plan.channels):
             return ZarrSkip(ZARR_MISMATCH, f"{url}: fewer channels than the API's {len(info.labels)}")
+        # Declared sizes first (ZarrTooLarge, ZarrUnbounded), then every chunk before it is decoded.
+        level_url = f"{url}/{datasets[level]}"
+        array.store_path.store.chunk_check = check_array(array, axes, len(plan.channels), level_url)
         planes = await asyncio.gather(*(self._plane(array, axes, plan, c.index - 1) for c in plan.channels))
         windows = [c.window or _full_range(plane) for c, plane in zip(plan.channels, planes, strict=True)]
         loop = asyncio.get_running_loop()
