@@ -125,19 +125,22 @@ class ZarrResolver:
 
         return await self.once("probe " + url, probe)
 
-    async def store_of(self, candidate: Candidate) -> StoreLocation | None:
-        """The store holding this candidate (a plate's store for screen images), or None."""
+    async def store_of(self, candidate: Candidate, tried: list[str] | None = None) -> StoreLocation | None:
+        """The store holding this candidate (a plate's store for screen images), or None; `tried`
+        collects the store URLs and listings looked at for it (cached answers included)."""
+        tried = [] if tried is None else tried
         is_screen = self.experiment.kind == "screen"
         templates = [self.experiment.zarr] if self.experiment.zarr else []
         templates += layout_templates("screen" if is_screen else "project")
         for template in templates:
             url = self._url(fill_template(template, self.experiment, candidate))
+            tried.append(url)
             found = await self.zarr_format(url)
             if found is not None:
                 return StoreLocation(url, found)
-        return await self._discover(candidate)
+        return await self._discover(candidate, tried)
 
-    async def _discover(self, candidate: Candidate) -> StoreLocation | None:
+    async def _discover(self, candidate: Candidate, tried: list[str]) -> StoreLocation | None:
         """Look for the store in the study's folders by listing them, where the store allows it."""
         wanted = (
             {str(candidate.group_id), candidate.group_name or ""}
@@ -146,11 +149,13 @@ class ZarrResolver:
         )
         sid, letter = study_id(self.experiment.study), container_letter(self.experiment.container)
         for folder in (f"v0.4/{sid}{letter}/", f"v0.5/{sid}/", f"v0.5/{sid}{letter}/"):
+            tried.append(f"listing {self.base_url}/{folder}")
             for entry in await self._listing(folder):
                 name = entry.rstrip("/").rsplit("/", 1)[-1]
                 stem = next((name[: -len(s)] for s in _STORE_SUFFIXES if name.endswith(s)), None)
                 if stem is not None and stem in wanted:
                     url = self._url(folder + name)
+                    tried.append(url)
                     found = await self.zarr_format(url)
                     if found is not None:
                         return StoreLocation(url, found)

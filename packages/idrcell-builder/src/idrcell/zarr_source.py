@@ -212,14 +212,21 @@ class ZarrPixelSource:
         await self.preflight()
         info = await self._pixels_info(candidate.image_id)
         if info is None:
-            return ZarrSkip(UNREADABLE_METADATA, f"image {candidate.image_id}: no Pixels sizes in the API")
+            return ZarrSkip(
+                UNREADABLE_METADATA,
+                f"image {candidate.image_id}: no Pixels sizes in api/v0/m/images/{candidate.image_id}/ "
+                "and none in webgateway/imgData (an Exception or no size)",
+            )
         if info.width < 1 or info.height < 1:
             return ZarrSkip(
                 UNREADABLE_METADATA, f"image {candidate.image_id}: {info.width} x {info.height} px"
             )
-        store = await self.resolver.store_of(candidate)
+        tried: list[str] = []
+        store = await self.resolver.store_of(candidate, tried)
         if store is None:
-            return ZarrSkip(NO_ZARR, f"image {candidate.image_id}: no OME-Zarr copy found")
+            return ZarrSkip(
+                NO_ZARR, f"image {candidate.image_id}: no OME-Zarr copy found; tried {', '.join(tried)}"
+            )
         try:
             group_path = await self._image_path(store, candidate)
             if isinstance(group_path, ZarrSkip):
