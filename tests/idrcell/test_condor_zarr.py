@@ -19,7 +19,7 @@ from idrcell.cli import app
 from idrcell.client import ClientConfig
 from idrcell.condor import CondorError, SubmitFile, arguments_to_argv, queue_slice, queued_jobs
 from idrcell.emulator import EmulatorServer
-from idrcell.executors import make_jobs, run_local, stage_variables
+from idrcell.executors import condor_queue, make_jobs, run_local, stage_variables
 from idrcell.experiments import load_experiments
 from idrcell.stage import StageConfig
 
@@ -115,8 +115,13 @@ def test_a_cap_that_is_not_whole_mib_cannot_travel_to_a_job(tmp_path: Path) -> N
     listing = tmp_path / "list.csv"
     listing.write_text(LIST, encoding="utf-8")
     bad_source = replace(config, client=ClientConfig(), pixel_source="jpeg")
-    with pytest.raises(CondorError, match="--pixel-source 'jpeg'"):
+    with pytest.raises(CondorError, match="the stage command's --pixel-source 'jpeg' is not one of auto"):
         make_jobs(load_experiments(listing), listing, tmp_path, bad_source)
+    # A hand-edited submit variable is refused the same way before any job runs.
+    for value in ("0", "1.5", "-3"):
+        variables = {**stage_variables(listing, tmp_path, StageConfig()), "max_response_mb": value}
+        with pytest.raises(CondorError, match=f"--max-response-mb '{value}' is not a whole number"):
+            condor_queue(load_experiments(listing), listing, variables)
 
 
 def test_build_and_stage_take_max_response_mb(tmp_path: Path, server_2026: EmulatorServer) -> None:

@@ -110,7 +110,6 @@ def job_from_command(
 ) -> StageJob:
     """Read an `idrcell stage` command back into a job. Every value the command names comes from it;
     `config` supplies only what a command line cannot set (backoff timing, tiling, worker threads)."""
-
     words = list(command)
     if not words or words[0] != "stage":
         raise CondorError(f"the job runs {' '.join(words[:1]) or 'nothing'!r}, not `idrcell stage`")
@@ -125,6 +124,16 @@ def job_from_command(
     missing = [option for option in STAGE_OPTIONS if option not in values]
     if missing:
         raise CondorError(f"the stage command lacks {', '.join(missing)}")
+    if values["--pixel-source"] not in PIXEL_SOURCES:
+        raise CondorError(
+            f"the stage command's --pixel-source {values['--pixel-source']!r} is not one of "
+            f"{', '.join(PIXEL_SOURCES)}"
+        )
+    if not values["--max-response-mb"].isdigit() or int(values["--max-response-mb"]) < 1:
+        raise CondorError(
+            f"the stage command's --max-response-mb {values['--max-response-mb']!r} is not a whole "
+            "number of MiB of at least 1"
+        )
     try:
         experiment = find_experiment(list(experiments), values["--study"], values["--container"])
         client = replace(
@@ -135,11 +144,6 @@ def job_from_command(
             max_retries=int(values["--retries"]),
             max_response_bytes=int(values["--max-response-mb"]) * MIB,
         )
-        if values["--pixel-source"] not in PIXEL_SOURCES:
-            raise CondorError(
-                f"the stage command's --pixel-source {values['--pixel-source']!r} is not one of "
-                f"{', '.join(PIXEL_SOURCES)}"
-            )
         job_config = replace(
             config,
             seed=int(values["--seed"]),
