@@ -169,6 +169,7 @@ def demo(out: Path, size: DemoSize, seed: int) -> Path:
         [
             str(BIN / "chadavit-bench"),
             "synthetic",
+            "--out",
             str(bench_data),
             "--image-size",
             str(size.bench_image_size),

@@ -83,7 +83,7 @@ def experiment(out: Path, size: SignalSize, seed: int) -> Path:
         "1/4",
         "chadavit-bench synthetic: downstream datasets and an unlabelled pretraining corpus",
         [
-            str(BIN / "chadavit-bench"), "synthetic", str(data), "--image-size", str(IMAGE_SIZE),
+            str(BIN / "chadavit-bench"), "synthetic", "-o", str(data), "--image-size", str(IMAGE_SIZE),
             "--scale", str(size.scale), "--pretraining-images", str(size.pretraining_images),
             "--seed", str(seed),
         ],

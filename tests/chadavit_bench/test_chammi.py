@@ -255,7 +255,7 @@ def test_chammi_score_is_the_mean_of_the_three_ood_means() -> None:
 def chammi_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("chammi")
     data, out = base / "data", base / "out"
-    written = CliRunner().invoke(app, ["synthetic", str(data), "--image-size", "16"])
+    written = CliRunner().invoke(app, ["synthetic", "-o", str(data), "--image-size", "16"])
     assert written.exit_code == 0, written.output
     spec = f"{TINY_CHADAVIT}&label=tiny"
     result = CliRunner().invoke(

@@ -12,7 +12,7 @@ from chadavit_bench.datasets import discover
 
 def test_synthetic_then_datasets(tmp_path: Path) -> None:
     runner = CliRunner()
-    written = runner.invoke(app, ["synthetic", str(tmp_path / "data"), "--image-size", "16", "--seed", "3"])
+    written = runner.invoke(app, ["synthetic", "-o", str(tmp_path / "data"), "--image-size", "16", "--seed", "3"])
     assert written.exit_code == 0, written.output
     found, missing = discover(tmp_path / "data")
     assert (
@@ -34,7 +34,8 @@ def test_synthetic_then_datasets(tmp_path: Path) -> None:
 def test_data_root_defaults_to_the_environment_variable(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("CHADAVIT_DATA", raising=False)
     unset = CliRunner().invoke(app, ["datasets"])
-    assert unset.exit_code == 0 and "no data root" in " ".join(unset.output.split())
+    # No data root and no default: a usage error (exit 2), not "Datasets under None" and exit 0.
+    assert unset.exit_code == 2 and "no data root" in " ".join(unset.output.split())
     monkeypatch.setenv("CHADAVIT_DATA", str(tmp_path))
     listing = CliRunner().invoke(app, ["datasets"])
     text = " ".join(listing.output.split())

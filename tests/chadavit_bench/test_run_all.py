@@ -51,6 +51,8 @@ def test_run_all_writes_every_output(quick_run: tuple[Path, str]) -> None:
         assert any(name.startswith(prefix) for name in figures), (prefix, figures)
 
     results = pd.read_parquet(out / "results.parquet")
+    # The measurement, then the settings that shaped it (the 8-column table became 13 when rows
+    # started recording their settings: issue "results that remember how they were made").
     assert list(results.columns) == [
         "model",
         "dataset",
@@ -60,7 +62,15 @@ def test_run_all_writes_every_output(quick_run: tuple[Path, str]) -> None:
         "seed",
         "metric",
         "value",
+        "img_size",
+        "intensity",
+        "protocol",
+        "seeds",
+        "model_checksum",
     ]
+    assert set(results["img_size"]) == {TINY_IMG_SIZE} and set(results["seeds"]) == {2}
+    run_checksums = {m["label"]: m["checksum"] for m in json.loads((out / "run.json").read_text())["models"]}
+    assert dict(results[["model", "model_checksum"]].drop_duplicates().to_numpy()) == run_checksums
     assert results.equals(pd.read_csv(out / "results.csv"))
     assert set(results["model"]) == {"random:chadavit_petit", "onechannel_vit_tiny"}
     tasks = set(map(tuple, results[["task", "dataset"]].drop_duplicates().to_numpy()))

@@ -27,6 +27,7 @@ app = typer.Typer(
     help="Evaluate channel-adaptive microscopy encoders on downstream biological tasks.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain help, as the three CLIs share (README "Command-line conventions")
 )
 console = Console()
 errors = Console(stderr=True)
@@ -53,13 +54,15 @@ def main(
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Log each step (and the traceback of a failure).")
-    ] = False,
+        int,
+        typer.Option(
+            "--verbose", "-v", count=True, help="Log more (-v steps and a failure's traceback, -vv debug)."
+        ),
+    ] = 0,
 ) -> None:
     """Evaluate channel-adaptive microscopy encoders on downstream biological tasks."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
-    )
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -250,7 +253,8 @@ def _print_outcome(outcome) -> None:
     for flag in outcome.warnings:
         what = f"{flag.task} on {flag.dataset} for {flag.model} ({flag.features})"
         console.print(f"[yellow]warning[/yellow] {escape(what)}: {escape(flag.reason)}", highlight=False)
-    console.print(f"results, summary and report written to {escape(str(outcome.out))}", highlight=False)
+    console.print(f"results and summary written to {escape(str(outcome.out))}", highlight=False)
+    console.print(f"report: {escape(str(outcome.out / 'report.html'))}", highlight=False, soft_wrap=True)
 
 
 TasksOption = Annotated[
@@ -315,7 +319,10 @@ def run_command(
     )
 
 
-OutFolder = Annotated[Path, typer.Argument(help="An output folder written by run-all or run.")]
+# An input: the results folder run-all or run wrote (inputs are positional, outputs -o/--out).
+ResultsFolder = Annotated[
+    Path, typer.Argument(metavar="RESULTS", help="A results folder written by run-all or run (its --out).")
+]
 
 
 def _results_errors() -> tuple[type[Exception], ...]:
@@ -327,22 +334,22 @@ def _results_errors() -> tuple[type[Exception], ...]:
 
 
 @app.command("report")
-def report_command(out: OutFolder) -> None:
-    """Rebuild report.md, report.html and the figures from OUT's results."""
+def report_command(results: ResultsFolder) -> None:
+    """Rebuild report.md, report.html and the figures in RESULTS from its results."""
     from chadavit_bench.report import build_report
 
     try:
-        files = build_report(out)
+        files = build_report(results)
     except _results_errors() as error:
         _fail(str(error))
     except OSError as error:
-        _fail(f"writing the report under {out} failed: {error}", code=1)
+        _fail(f"writing the report under {results} failed: {error}", code=1)
     console.print(f"wrote {files.markdown} and {files.html} ({len(files.figures)} figures)")
 
 
 @app.command("compare")
 def compare_command(
-    out: OutFolder,
+    results: ResultsFolder,
     model: Annotated[str, typer.Argument(help="Label of the model under test, as in the report.")],
     baseline: Annotated[str, typer.Argument(help="Label of the model to beat, e.g. random-init.")],
     csv_path: Annotated[
@@ -360,7 +367,7 @@ def compare_command(
     if csv_path is not None and (csv_path.is_dir() or not csv_path.absolute().parent.is_dir()):
         _fail(f"--csv {csv_path} must be a file in an existing folder")
     try:
-        comparison, outcome = compare_run(out, model, baseline, features)
+        comparison, outcome = compare_run(results, model, baseline, features)
     except (*_results_errors(), ValueError) as error:
         _fail(str(error))
     table = Table(title=f"{model} vs {baseline} (scores 0-100, {features} features)")
@@ -387,6 +394,8 @@ def compare_command(
 @app.command("datasets")
 def datasets_command(data_root: DataRoot = None, manifests: Manifests = None) -> None:
     """List the datasets found under the data root, and for the others what is missing."""
+    if data_root is None and not manifests:
+        _fail(f"no data root: pass --data-root DIR or set ${DATA_ROOT_VARIABLE}")
     found, missing = discover(data_root, manifests or [])
     table = Table(title=f"Datasets under {data_root}")
     for column in ("dataset", "status", "images", "channels", "details"):
@@ -400,7 +409,9 @@ def datasets_command(data_root: DataRoot = None, manifests: Manifests = None) ->
 
 @app.command("synthetic")
 def synthetic_command(
-    out: Annotated[Path, typer.Argument(help="Data root to write the synthetic datasets into.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Data root to write the synthetic datasets into (created).")
+    ],
     image_size: Annotated[
         int, typer.Option("--image-size", min=8, help="Side of the synthetic images in pixels.")
     ] = 32,

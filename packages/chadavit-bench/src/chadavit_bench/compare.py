@@ -1,7 +1,10 @@
 """Two models head to head on the headline score of every benchmark both were run on.
 
 `chadavit-bench compare OUT MODEL BASELINE` answers "does MODEL beat BASELINE here?": per
-benchmark the two 0-100 scores, their difference, and whether it exceeds the seeds' spread.
+benchmark the two 0-100 scores, their difference, and whether it exceeds the seeds' spread. A
+difference within the spread is a tie: the seeds cannot tell the two models apart there. Two models
+whose rows were made under different settings (image size, intensity, protocol, seed count) are not
+compared at all.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import pandas as pd
 
 from chadavit_bench.embed import FEATURE_KINDS
 from chadavit_bench.report import ReportError, headline_scores
-from chadavit_bench.results import read_results, summarise
+from chadavit_bench.results import SETTINGS, read_results, summarise
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,8 @@ def compare_scores(scores: pd.DataFrame, model: str, baseline: str) -> pd.DataFr
     difference = both[model] - both[baseline]
     # Beyond the spread: larger than the sum of both seed standard deviations (needs 2+ seeds each).
     noise = np.where(~seeded, "one seed", np.where(difference.abs() > spread, "beyond", "within"))
-    outcome = np.where(difference > TIE_POINTS, "win", np.where(difference < -TIE_POINTS, "loss", "tie"))
+    tie = (difference.abs() <= TIE_POINTS).to_numpy() | (noise == "within")
+    outcome = np.where(tie, "tie", np.where(difference > 0, "win", "loss"))
     return pd.DataFrame(
         {
             "benchmark": both.index,
@@ -95,5 +99,37 @@ def compare_run(out: Path, model: str, baseline: str, features: str = "cls") -> 
     results = read_results(out)
     if results is None or results.empty:
         raise ReportError(f"no results in {out}: run `chadavit-bench run-all ... --out {out}` first")
-    table = compare_scores(headline_scores(summarise(results), features), model, baseline)
+    summary = summarise(results)
+    model, baseline = (resolve_label(summary, name) for name in (model, baseline))
+    check_same_settings(summary, model, baseline)
+    table = compare_scores(headline_scores(summary, features), model, baseline)
     return table, verdict(table, model, baseline)
+
+
+def resolve_label(summary: pd.DataFrame, name: str) -> str:
+    """`name` as a label of the summary: itself, or the one settings-labelled variant of it."""
+    if name in set(summary["model"]):
+        return name
+    variants = sorted(set(summary.loc[summary["raw_model"] == name, "model"]))
+    if len(variants) > 1:
+        raise ValueError(
+            f"{name} has results under {len(variants)} settings ({'; '.join(variants)}); name one of them"
+        )
+    return variants[0] if variants else name  # unknown names: compare_scores lists the known ones
+
+
+def check_same_settings(summary: pd.DataFrame, model: str, baseline: str) -> None:
+    """Refuse a head-to-head of rows made differently (the model checksum may differ, of course)."""
+    fields = [f for f in SETTINGS if f != "model_checksum"]
+    made = {
+        name: summary.loc[summary["model"] == name, fields].drop_duplicates() for name in (model, baseline)
+    }
+    if any(len(frame) != 1 for frame in made.values()):
+        return  # absent (compare_scores names it) or already split by label
+    a, b = (made[name].iloc[0] for name in (model, baseline))
+    differ = [f"{f} {a[f]} vs {b[f]}" for f in fields if a[f] != b[f]]
+    if differ:
+        raise ValueError(
+            f"{model} and {baseline} were run under different settings ({', '.join(differ)}); "
+            "rerun one of them with the other's settings"
+        )

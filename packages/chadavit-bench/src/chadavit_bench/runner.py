@@ -29,8 +29,9 @@ from chadavit_bench.datasets import (
 )
 from chadavit_bench.models import LoadedModel, ModelSpec, ModelSpecError, load_model, unique_labels
 from chadavit_bench.protocols.lowdata import stratified_subset
-from chadavit_bench.results import Row, merge, read_results, to_frame, write_tables
+from chadavit_bench.results import merge, read_results, to_frame, write_tables
 from chadavit_bench.runjson import read_run_json, write_run_json
+from chadavit_bench.settings import run_settings
 from chadavit_bench.tasks import REGISTRY, TASKS, Flag, Job, Skip
 from chadavit_bench.tasks.context import ModelContext, slug
 
@@ -241,7 +242,7 @@ def run_all(
         reasons = "; ".join(f"{s.task} on {s.dataset}: {s.reason}" for s in skipped) or "no dataset found"
         raise DatasetNotFoundError(f"nothing to run under {data_root}: {reasons}")
     progress.start(len(specs) * len(jobs))
-    rows: list[Row] = []
+    frames: list[pd.DataFrame] = []
     flags: list[Flag] = []
     model_info = []
     # Every model is loaded and checked against --img-size before the first evaluation: a model
@@ -253,6 +254,7 @@ def run_all(
     for spec, loaded in zip(specs, models, strict=True):
         model_info.append(_model_info(spec, loaded))
         context = ModelContext(loaded, found, config, out)
+        rows = []
         for job in jobs:
             where = f"{loaded.label}: {job.task} on {'+'.join(job.datasets)}"
             logger.info("%s", where)
@@ -264,7 +266,8 @@ def run_all(
             skipped += output.skips
             flags += output.flags
             progress.advance(f"{loaded.label} · {job.task} · {'+'.join(job.datasets)}")
-    new = to_frame(rows)
+        frames.append(to_frame(rows, run_settings(config, loaded.checksum)))
+    new = pd.concat(frames, ignore_index=True)
     replaced = set(map(tuple, new[["model", "dataset", "task"]].drop_duplicates().to_numpy()))
     results = merge(previous_results, new)
     dataset_info = {name: _dataset_info(d) for name, d in found.items()}

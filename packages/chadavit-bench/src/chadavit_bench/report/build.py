@@ -49,7 +49,30 @@ def _headline_blocks(report: ReportContext) -> list[Block]:
             "clipped at 0; CLS features, all training data."
         ),
         Figure(report.drew(path), "Headline scores per benchmark, models side by side"),
-        Table(wide(scores.assign(std=scores["std"] / 100), ["benchmark"], report.models)),
+        Table(wide(scores.assign(mean=scores["score"]), ["benchmark"], report.models, digits=1)),
+    ]
+
+
+def labels_in_run_order(summary: pd.DataFrame, run_order: list[str]) -> list[str]:
+    """The summary's model labels (settings included when they differ), in the run's model order."""
+    pairs = summary[["raw_model", "model"]].drop_duplicates().itertuples(index=False)
+    by_model: dict[str, list[str]] = {}
+    for raw, label in pairs:
+        by_model.setdefault(raw, []).append(label)
+    ordered = [raw for raw in run_order if raw in by_model] + sorted(set(by_model) - set(run_order))
+    return [label for raw in ordered for label in sorted(by_model[raw])]
+
+
+def _settings_blocks(summary: pd.DataFrame) -> list[Block]:
+    """One sentence when the rows were made under different settings (then the labels name them)."""
+    if (summary["model"] == summary["raw_model"]).all():
+        return []
+    return [
+        Paragraph(
+            "These results were made under different settings (image size, intensity mode, protocol, "
+            "seed count or weights): each model label names the settings of its numbers, and numbers "
+            "of different settings are never averaged together."
+        )
     ]
 
 
@@ -77,8 +100,10 @@ def build_report(out: Path) -> ReportFiles:
         )
     run = read_run_json(out)
     warnings = run.get("warnings", [])
-    models = [m["label"] for m in run.get("models", [])] or sorted(results["model"].unique())
-    report = ReportContext(out=out, summary=summarise(results, warnings), run=run, models=models)
+    run_order = [m["label"] for m in run.get("models", [])] or sorted(results["model"].unique())
+    summary = summarise(results, warnings)
+    models = labels_in_run_order(summary, run_order)
+    report = ReportContext(out=out, summary=summary, run=run, models=models)
     blocks: list[Block] = [
         Heading(TITLE, 1),
         Paragraph(
@@ -86,6 +111,7 @@ def build_report(out: Path) -> ReportFiles:
             "(± standard deviation where there are several); all rows are in `results.csv` and "
             "`results.parquet`, the means in `summary.csv`."
         ),
+        *_settings_blocks(summary),
         Heading("Models"),
         Table(model_table(run)),
         Heading("Datasets"),

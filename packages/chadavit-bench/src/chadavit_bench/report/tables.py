@@ -8,10 +8,10 @@ import pandas as pd
 WARNING_MARK = " ⚠"  # after a cell whose evaluation was flagged (see the report's Warnings)
 
 
-def cell(mean: float, std: float, n: int) -> str:
+def cell(mean: float, std: float, n: int, digits: int = 3) -> str:
     if np.isnan(mean):
         return "n/a"
-    return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
 
 
 def preferred_features(part: pd.DataFrame, features: str = "cls") -> pd.DataFrame:
@@ -21,11 +21,11 @@ def preferred_features(part: pd.DataFrame, features: str = "cls") -> pd.DataFram
     return part[part["features"] == choice]
 
 
-def wide(summary: pd.DataFrame, index: list[str], models: list[str]) -> pd.DataFrame:
+def wide(summary: pd.DataFrame, index: list[str], models: list[str], digits: int = 3) -> pd.DataFrame:
     """Rows `index`, one column per model, cells `mean ± std` (marked when the summary flags them)."""
     flagged = summary["warning"].fillna("") != "" if "warning" in summary else np.zeros(len(summary), bool)
     cells = [
-        cell(m, s, n) + (WARNING_MARK if f else "")
+        cell(m, s, n, digits) + (WARNING_MARK if f else "")
         for (m, s, n), f in zip(summary[["mean", "std", "n_seeds"]].to_numpy(), flagged, strict=True)
     ]
     table = summary.assign(cell=cells).pivot_table(

@@ -121,7 +121,7 @@ def _fail(message: str, code: int) -> NoReturn:
 
 # Options that are not config fields; every other option's parameter name is the config field it
 # sets (`batch_size` -> data.batch_size), so each flag is declared once, in `main`'s signature.
-NOT_CONFIG_FIELDS = ("config_file", "recipe", "model_arg", "set_", "version")
+NOT_CONFIG_FIELDS = ("config_file", "recipe", "model_arg", "set_", "version", "verbose")
 
 
 def build_config(params: dict[str, Any]) -> TrainConfig:
@@ -152,18 +152,46 @@ def build_config(params: dict[str, Any]) -> TrainConfig:
     return base.with_overrides(overrides)
 
 
+# The TrainConfig default each option falls back to, shown in --help (the options themselves default to
+# None so that --config values are not overridden; tests/chadavit/test_train_cli_help.py checks these
+# against TrainConfig()).
+SHOWN_DEFAULTS = {
+    "model": "chadavit_moyen",
+    "epochs": "400",
+    "batch_size": "256",
+    "nproc": "1",
+    "resume": "none, a new run",
+    "save_every": "1000",
+    "num_workers": "8",
+    "seed": "0",
+    "device": "auto",
+    "precision": "auto",
+    "objective": "dino",
+    "base_lr": "0.0001",
+    "steps_per_epoch": "one pass over the data",
+    "n_local_crops": "8",
+    "padded": "padding-free",
+}
+
+
+def _default(name: str) -> str:
+    return f"[default: {SHOWN_DEFAULTS[name]}]"
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
     data_dir: Annotated[
         Path | None, typer.Option("--data", help="Dataset folder holding shards/*.tar (idrcell-v1).")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Model name, e.g. chadavit_moyen (the paper's).")] = None,
+    model: Annotated[str | None, typer.Option(help=f"Model name (registry). {_default('model')}")] = None,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Run folder: checkpoints/, metrics, model/.")
+        Path | None, typer.Option("--out", "-o", help="Run folder: checkpoints/, metrics, model/.")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (paper: 400).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per rank per step (paper: 256).")] = None,
+    epochs: Annotated[int | None, typer.Option(help=f"Epochs (paper: 400). {_default('epochs')}")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help=f"Images per rank per step (paper: 256). {_default('batch_size')}")
+    ] = None,
     config_file: Annotated[
         Path | None, typer.Option("--config", help="YAML config; flags override its values.")
     ] = None,
@@ -174,26 +202,39 @@ def main(
         ),
     ] = None,
     nproc: Annotated[
-        int | None, typer.Option(help="Local DDP processes to start (not under torchrun).")
+        int | None,
+        typer.Option(help=f"Local DDP processes to start (not under torchrun). {_default('nproc')}"),
     ] = None,
-    resume: Annotated[str | None, typer.Option(help="'auto' (last checkpoint in --out) or a path.")] = None,
-    save_every: Annotated[int | None, typer.Option(help="Steps between checkpoints.")] = None,
-    num_workers: Annotated[int | None, typer.Option(help="Loader processes per rank.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of every random choice.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    precision: Annotated[str | None, typer.Option(help="auto (bf16 on GPU), fp32, bf16 or fp16.")] = None,
+    resume: Annotated[
+        str | None, typer.Option(help=f"'auto' (last checkpoint in --out) or a path. {_default('resume')}")
+    ] = None,
+    save_every: Annotated[
+        int | None, typer.Option(help=f"Steps between checkpoints. {_default('save_every')}")
+    ] = None,
+    num_workers: Annotated[
+        int | None, typer.Option(help=f"Loader processes per rank. {_default('num_workers')}")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help=f"Seed of every random choice. {_default('seed')}")] = None,
+    device: Annotated[str | None, typer.Option(help=f"auto, cpu or cuda. {_default('device')}")] = None,
+    precision: Annotated[
+        str | None, typer.Option(help=f"auto (bf16 on GPU), fp32, bf16 or fp16. {_default('precision')}")
+    ] = None,
     objective: Annotated[
-        str | None, typer.Option(help="What to train: dino (the default) or supervised (on KEY.json labels).")
+        str | None,
+        typer.Option(help=f"What to train: dino or supervised (on KEY.json labels). {_default('objective')}"),
     ] = None,
     base_lr: Annotated[
-        float | None, typer.Option("--lr", help="Base learning rate per 256 images (paper: 1e-4).")
+        float | None,
+        typer.Option("--lr", help=f"Base learning rate per 256 images (paper: 1e-4). {_default('base_lr')}"),
     ] = None,
-    steps_per_epoch: Annotated[int | None, typer.Option(help="Fix the epoch length in steps.")] = None,
+    steps_per_epoch: Annotated[
+        int | None, typer.Option(help=f"Fix the epoch length in steps. {_default('steps_per_epoch')}")
+    ] = None,
     n_local_crops: Annotated[
-        int | None, typer.Option("--local-crops", help="Local crops per image (default 8).")
+        int | None, typer.Option("--local-crops", help=f"Local crops per image. {_default('n_local_crops')}")
     ] = None,
     padded: Annotated[
-        bool | None, typer.Option("--padded/--padding-free", help="Forward path (default padding-free).")
+        bool | None, typer.Option("--padded/--padding-free", help=f"Forward path. {_default('padded')}")
     ] = None,
     model_arg: Annotated[
         list[str] | None,
@@ -205,19 +246,25 @@ def main(
             "--set", help="Any config field as dotted KEY=VALUE, e.g. dino.out_dim=4096 (repeatable)."
         ),
     ] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="Log more (-v debug).")] = 0,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
     """Pretrain ChAda-ViT with DINO on idrcell-v1 shards, on one CPU or with DDP."""
-    given = [name for name, value in ctx.params.items() if name != "version" and value not in (None, [], ())]
+    given = [
+        name
+        for name, value in ctx.params.items()
+        if name not in ("version", "verbose") and value not in (None, [], ())
+    ]
     if ctx.invoked_subcommand is not None:
         if given:
             flags = ", ".join(param.opts[0] for param in ctx.command.params if param.name in given)
             _fail(f"training options ({flags}) go without a subcommand", 2)
         return
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=console)])
+    level = logging.DEBUG if verbose else logging.INFO  # training reports its progress by default
+    logging.basicConfig(level=level, format="%(message)s", handlers=[RichHandler(console=console)])
     from chadavit.train.loop import TrainingError, train
 
     try:
@@ -251,7 +298,7 @@ def one_line(error: BaseException) -> str:
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint, e.g. RUN/checkpoints/last.pt.")],
     out: Annotated[
-        Path, typer.Option("--out", help="Model folder to write (config.json + model.safetensors).")
+        Path, typer.Option("--out", "-o", help="Model folder to write (config.json + model.safetensors).")
     ],
     network: Annotated[str, typer.Option(help="teacher (default, as DINO) or student.")] = "teacher",
 ) -> None:
