@@ -134,6 +134,21 @@ ChammiMetric = Annotated[
 ]
 
 
+class ProtocolChoice(enum.StrEnum):
+    default = "default"
+    paper = "paper"
+
+
+ProtocolOption = Annotated[
+    ProtocolChoice,
+    typer.Option(
+        "--protocol",
+        help="default (the project's evaluation) or paper (the authors': kNN sweep, Resize 256 + "
+        "CenterCrop 224, BloodMNIST at 28 px; docs/bench.md).",
+    ),
+]
+
+
 @dataclasses.dataclass(frozen=True)
 class RunRequest:
     """What `run-all` and `run` were asked to do, as parsed from the command line."""
@@ -154,9 +169,11 @@ class RunRequest:
     workers: int = 4
     device: str = "cpu"
     chammi_metric: str = "l2"
+    protocol: str = "default"
 
     def config(self) -> BenchConfig:
         from chadavit_bench.config import BenchConfig, quick_config  # protocols: only when a run starts
+        from chadavit_bench.protocol import apply_protocol
 
         config = BenchConfig(
             img_size=self.img_size,
@@ -172,8 +189,10 @@ class RunRequest:
             reconstruction=dataclasses.replace(config.reconstruction, use_patch_tokens=self.patch_tokens),
         )
         if self.quick:
-            return quick_config(config, self.seeds)
-        return config if self.seeds is None else dataclasses.replace(config, seeds=self.seeds)
+            config = quick_config(config, self.seeds)
+        elif self.seeds is not None:
+            config = dataclasses.replace(config, seeds=self.seeds)
+        return apply_protocol(config, ProtocolChoice(self.protocol).value)
 
 
 def _execute(request: RunRequest) -> None:
@@ -282,6 +301,7 @@ def run_all_command(
     batch_size: BatchSize = 64,
     workers: Workers = 4,
     device: Device = "cpu",
+    protocol: ProtocolOption = ProtocolChoice.default,
 ) -> None:
     chammi_metric: ChammiMetric = ChammiDistance.l2,
     """Run every task whose data is present, for every model; write tables and the report."""
@@ -309,6 +329,7 @@ def run_command(
     batch_size: BatchSize = 64,
     workers: Workers = 4,
     device: Device = "cpu",
+    protocol: ProtocolOption = ProtocolChoice.default,
 ) -> None:
     chammi_metric: ChammiMetric = ChammiDistance.l2,
     """Run one task; its rows replace earlier rows of the same task in OUT, and the report is rebuilt."""

@@ -22,6 +22,11 @@ class BenchConfig:
     fractions: tuple[float, ...] = FRACTIONS
     knn: KnnConfig = field(default_factory=KnnConfig)
     knn_grid: bool = False
+    knn_sweep: bool = False  # the authors' kNN sweep (k x T x distance), best-of-sweep rows
+    protocol: str = "default"  # "default" or "paper" (chadavit_bench.protocol: what it changes)
+    image_prep: str = "resize"  # "resize" to img_size, or "resize_center_crop" (256 -> 224 style)
+    # Dataset files to read at a given size instead of the loader's choice, e.g. (("bloodmnist", 28),).
+    dataset_sizes: tuple[tuple[str, int], ...] = ()
     linear: LinearProbeConfig = field(default_factory=LinearProbeConfig)
     regression: RegressionConfig = field(default_factory=RegressionConfig)
     reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)

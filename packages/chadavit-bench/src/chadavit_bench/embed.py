@@ -44,6 +44,7 @@ class EmbedSetting:
     img_size: int = 224
     channels: tuple[str, ...] | None = None  # a subset of the dataset's channels, in this order
     patch_maps: bool = False
+    prepare: str = "resize"  # or "resize_center_crop": the authors' Resize 256 + CenterCrop 224
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,24 @@ class Embeddings:
         return self.cls if kind == "cls" else self.tokens
 
 
-def resize(image: np.ndarray, size: int) -> torch.Tensor:
-    """(C, H, W) float array -> (C, size, size) tensor; bilinear with antialiasing when shrinking."""
+PREPARATIONS = ("resize", "resize_center_crop")
+
+
+def resize(image: np.ndarray, size: int, prepare: str = "resize") -> torch.Tensor:
+    """(C, H, W) float array -> (C, size, size) tensor; bilinear with antialiasing when shrinking.
+
+    "resize_center_crop": first to a square of round(size * 256 / 224), then the central size x size
+    (at 224 px: Resize 256 + CenterCrop 224, the authors' evaluation transform)."""
+    if prepare not in PREPARATIONS:
+        raise ValueError(f"unknown image preparation {prepare!r}; expected one of {PREPARATIONS}")
     tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
-    if tensor.shape[1:] == (size, size):
-        return tensor
-    return F.interpolate(
-        tensor[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
-    )[0]
+    full = size if prepare == "resize" else round(size * 256 / 224)
+    if tensor.shape[1:] != (full, full):
+        tensor = F.interpolate(
+            tensor[None], size=(full, full), mode="bilinear", antialias=True, align_corners=False
+        )[0]
+    start = (full - size) // 2
+    return tensor[:, start : start + size, start : start + size]
 
 
 def channel_positions(dataset: DownstreamDataset, channels: Sequence[str] | None) -> list[int]:
@@ -78,11 +89,18 @@ def channel_positions(dataset: DownstreamDataset, channels: Sequence[str] | None
     return [dataset.channel_names.index(c) for c in channels]
 
 
+def _setting_document(setting: EmbedSetting) -> dict:
+    document = asdict(setting)
+    if document["prepare"] == "resize":
+        del document["prepare"]  # the keys of caches written before the option existed stay valid
+    return document
+
+
 def cache_key(model_checksum: str, dataset: DownstreamDataset, setting: EmbedSetting) -> str:
     document = {
         "model": model_checksum,
         "dataset": dataset.fingerprint(),
-        "setting": asdict(setting),
+        "setting": _setting_document(setting),
         "code": [CODE_VERSION, __version__],
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
@@ -122,10 +140,15 @@ def _load_cached(path: Path) -> Embeddings | None:
 
 
 def read_images(
-    dataset: DownstreamDataset, indices: Sequence[int], positions: list[int], size: int, workers: int
+    dataset: DownstreamDataset,
+    indices: Sequence[int],
+    positions: list[int],
+    size: int,
+    workers: int,
+    prepare: str = "resize",
 ) -> list[torch.Tensor]:
     def one(index: int) -> torch.Tensor:
-        return resize(dataset.read(index)[positions], size)
+        return resize(dataset.read(index)[positions], size, prepare)
 
     if workers <= 1:
         return [one(i) for i in indices]
@@ -168,7 +191,7 @@ def extract_embeddings(
     parts: dict[str, list[np.ndarray]] = {"cls": [], "tokens": [], "patch_maps": []}
     for start in range(0, len(dataset), batch_size):
         indices = list(range(start, min(start + batch_size, len(dataset))))
-        images = read_images(dataset, indices, positions, setting.img_size, workers)
+        images = read_images(dataset, indices, positions, setting.img_size, workers, setting.prepare)
         for name, value in _embed_batch(model, images, device, setting.patch_maps).items():
             parts[name].append(value)
         if progress:

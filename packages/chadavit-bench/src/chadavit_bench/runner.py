@@ -234,7 +234,7 @@ def run_all(
         raise ValueError("give at least one --model")
     check_output_folder(out)
     previous_results, previous_run = read_results(out), read_run_json(out)  # unreadable: fail now
-    found, missing = discover(data_root, manifests, datasets)
+    found, missing = discover(data_root, manifests, datasets, config.dataset_sizes)
     check_requested(found, missing, manifests, datasets)
     found = {name: cap_splits(dataset, config.max_images_per_split) for name, dataset in found.items()}
     jobs, skipped = plan(tasks, found, missing, config, datasets or ())

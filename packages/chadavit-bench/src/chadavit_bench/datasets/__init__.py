@@ -70,9 +70,15 @@ def load_dataset(name: str, root: Path) -> DownstreamDataset:
 
 
 def discover(
-    root: Path | None, manifests: Sequence[Path] = (), names: Sequence[str] | None = None
+    root: Path | None,
+    manifests: Sequence[Path] = (),
+    names: Sequence[str] | None = None,
+    sizes: Sequence[tuple[str, int]] = (),
 ) -> tuple[dict[str, DownstreamDataset], dict[str, str]]:
-    """Every dataset present under `root` plus the given manifests; and, for the absent, why."""
+    """Every dataset present under `root` plus the given manifests; and, for the absent, why.
+
+    `sizes` pins the file size a loader reads ((("bloodmnist", 28),): the 28 x 28 file only)."""
+    pinned = dict(sizes)
     found: dict[str, DownstreamDataset] = {}
     skipped: dict[str, str] = {}
     wanted = list(LOADERS) if names is None else [n for n in names if n in LOADERS]
@@ -81,7 +87,7 @@ def discover(
             skipped[name] = f"no data root (pass --data-root or set ${DATA_ROOT_VARIABLE})"
             continue
         try:
-            found[name] = LOADERS[name](root)
+            found[name] = LOADERS[name](root, size=pinned[name]) if name in pinned else LOADERS[name](root)
         except (DatasetNotFoundError, DatasetFormatError) as error:
             skipped[name] = str(error)
         except (OSError, ValueError) as error:  # a reader's own error (e.g. pandas'), naming no dataset

@@ -89,6 +89,19 @@ def _warning_blocks(warnings: list[dict]) -> list[Block]:
     ]
 
 
+def _protocol_blocks(run: dict) -> list[Block]:
+    """The evaluation protocol of the last run (`--protocol`), named when it is the authors'."""
+    if (run.get("config") or {}).get("protocol") != "paper":
+        return []
+    return [
+        Paragraph(
+            "Protocol: **paper** (`--protocol paper`): the authors' kNN sweep beside the fixed k = 20, "
+            "T = 0.07 row, Resize 256 + CenterCrop 224 image preparation, BloodMNIST at 28 px. "
+            "docs/bench.md lists what differs from the default protocol."
+        )
+    ]
+
+
 def build_report(out: Path) -> ReportFiles:
     """Write report.md, report.html and the figures under `out/figures/`."""
     from chadavit_bench.tasks import REGISTRY  # task modules import this package's helpers
@@ -111,6 +124,7 @@ def build_report(out: Path) -> ReportFiles:
             "(± standard deviation where there are several); all rows are in `results.csv` and "
             "`results.parquet`, the means in `summary.csv`."
         ),
+        *_protocol_blocks(run),
         *_settings_blocks(summary),
         Heading("Models"),
         Table(model_table(run)),

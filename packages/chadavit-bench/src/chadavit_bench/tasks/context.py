@@ -46,7 +46,7 @@ class ModelContext:
         return self.loaded.label
 
     def embeddings(self, name: str, setting: EmbedSetting | None = None) -> Embeddings:
-        setting = setting or EmbedSetting(img_size=self.config.img_size)
+        setting = setting or EmbedSetting(img_size=self.config.img_size, prepare=self.config.image_prep)
         if (name, setting) not in self._memory:
             self._memory[(name, setting)] = extract_embeddings(
                 self.loaded.model,

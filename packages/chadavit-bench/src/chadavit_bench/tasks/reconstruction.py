@@ -20,7 +20,10 @@ def run(context: ModelContext, datasets: tuple[str, ...]) -> TaskOutput:
     config = context.config
     settings = config.reconstruction
     setting = EmbedSetting(
-        img_size=config.img_size, channels=config.reconstruction_inputs, patch_maps=settings.use_patch_tokens
+        img_size=config.img_size,
+        channels=config.reconstruction_inputs,
+        patch_maps=settings.use_patch_tokens,
+        prepare=config.image_prep,
     )
     embeddings = context.embeddings(name, setting)
     if settings.use_patch_tokens:

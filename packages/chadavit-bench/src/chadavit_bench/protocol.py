@@ -1,0 +1,38 @@
+"""`--protocol default|paper`: the project's evaluation, or the authors' as far as the bench has it.
+
+`paper` changes, after the other options are applied (github.com/nicoboou/chadavit, the paper's
+Table 1 and its appendix):
+- kNN: the authors' sweep over k, T and the distance (scripts/knn/*/dino_chada_vit_moyen.yaml),
+  reported as best-of-sweep beside the fixed k = 20, T = 0.07 cosine row;
+- images: resized to a square 256/224 times the input size, then centre-cropped to it (their
+  evaluation transforms `T_val`: Resize 256 + CenterCrop 224, src/data/classification_dataloader.py
+  lines 107-130 and after);
+- BloodMNIST: the 28 x 28 file, as in the paper's Table 1 (default: the largest file present).
+
+What `paper` does not change yet (docs/bench.md, "The authors' protocols"): the linear probe stays
+the cached-feature probe, "tokens" stays the mean patch token, NF-kB stays ridge regression.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from chadavit_bench.config import BenchConfig
+
+PROTOCOLS = ("default", "paper")
+PAPER_DATASET_SIZES = (("bloodmnist", 28),)
+
+
+def apply_protocol(config: BenchConfig, protocol: str) -> BenchConfig:
+    """`config` under `protocol`; "default" leaves it as it is."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+    if protocol == "default":
+        return config
+    return dataclasses.replace(
+        config,
+        protocol="paper",
+        knn_sweep=True,
+        image_prep="resize_center_crop",
+        dataset_sizes=PAPER_DATASET_SIZES,
+    )

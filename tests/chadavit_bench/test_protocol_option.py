@@ -1,0 +1,89 @@
+"""`--protocol paper|default`: the authors' kNN sweep, image preparation and BloodMNIST size, end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from chadavit_bench.cli import app
+from chadavit_bench.datasets import discover
+from chadavit_bench.embed import resize
+from chadavit_bench.protocols.knn import KnnConfig, knn_predict, run_knn
+from chadavit_bench.testing import TINY_CHADAVIT, TINY_IMG_SIZE
+
+
+def test_euclidean_neighbours_vote_by_inverse_distance() -> None:
+    train = np.array([[0.0, 0.0], [10.0, 0.0], [10.5, 0.0]], dtype=np.float32)
+    labels = np.array([0, 1, 1])
+    # Cosine sees every point on the x axis as the same direction; euclidean sees the nearest.
+    query = np.array([[0.1, 0.0]], dtype=np.float32)
+    assert knn_predict(train, labels, query, 3, 0.07, 2, distance="euclidean").tolist() == [0]
+    with pytest.raises(ValueError, match="kNN distance must be one of"):
+        knn_predict(train, labels, query, 1, 0.07, 2, distance="manhattan")
+
+
+def test_the_sweep_is_never_below_the_fixed_row_and_names_its_cell() -> None:
+    rng = np.random.default_rng(0)
+    train, query = rng.normal(size=(60, 8)), rng.normal(size=(30, 8))
+    train_labels, query_labels = rng.integers(0, 3, 60), rng.integers(0, 3, 30)
+    metrics = run_knn(train, train_labels, query, query_labels, 3, KnnConfig(), sweep=True)
+    assert metrics["accuracy_best_of_sweep"] >= metrics["accuracy"]
+    assert metrics["sweep_best_k"] in KnnConfig().sweep_k
+    assert "accuracy_best_of_sweep" not in run_knn(train, train_labels, query, query_labels, 3)
+
+
+def test_resize_center_crop_is_resize_256_then_the_central_224() -> None:
+    image = torch.arange(4 * 256 * 256, dtype=torch.float32).reshape(4, 256, 256).numpy()
+    cropped = resize(image, 224, "resize_center_crop")
+    assert cropped.shape == (4, 224, 224)
+    assert torch.equal(cropped, torch.from_numpy(image)[:, 16:240, 16:240])
+
+
+def test_a_pinned_size_reads_that_file(synthetic_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(synthetic_root / "bloodmnist", root / "bloodmnist")
+    with np.load(root / "bloodmnist" / "bloodmnist.npz") as data:
+        side = data["train_images"].shape[1]
+        bigger = {k: (np.repeat(np.repeat(v, 2, 1), 2, 2) if "images" in k else v) for k, v in data.items()}
+    np.savez(root / "bloodmnist" / "bloodmnist_64.npz", **bigger)  # twice the side: its name is what counts
+    default, _ = discover(root, names=["bloodmnist"])
+    paper, _ = discover(root, names=["bloodmnist"], sizes=(("bloodmnist", 28),))
+    # The default prefers the largest file; the paper's protocol reads the 28 x 28 one (bloodmnist.npz).
+    assert default["bloodmnist"].read(0).shape[-1] == 2 * side
+    assert paper["bloodmnist"].read(0).shape[-1] == side
+
+
+@pytest.mark.slow
+def test_run_all_under_both_protocols(synthetic_root: Path, tmp_path: Path) -> None:
+    outputs = {}
+    for protocol in ("default", "paper"):
+        out = tmp_path / protocol
+        result = CliRunner().invoke(
+            app,
+            ["run-all", "--quick", "--protocol", protocol, "--tasks", "knn",
+             "--data-root", str(synthetic_root), "--out", str(out),
+             "--img-size", str(TINY_IMG_SIZE), "--workers", "1", "-m", TINY_CHADAVIT,
+             "-d", "bloodmnist", "-d", "cyclops"],
+            catch_exceptions=False,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        outputs[protocol] = out
+    default = pd.read_parquet(outputs["default"] / "results.parquet")
+    paper = pd.read_parquet(outputs["paper"] / "results.parquet")
+    assert "accuracy_best_of_sweep" not in set(default["metric"])
+    wide = paper.pivot_table(index=["dataset", "features"], columns="metric", values="value")
+    assert len(wide) == 4 and bool((wide["accuracy_best_of_sweep"] >= wide["accuracy"]).all())
+    assert set(default["protocol"]).isdisjoint(set(paper["protocol"]))  # the settings column tells them apart
+    for protocol, out in outputs.items():
+        config = json.loads((out / "run.json").read_text())["config"]
+        assert config["protocol"] == protocol
+        assert config["image_prep"] == ("resize_center_crop" if protocol == "paper" else "resize")
+        named = "Protocol: **paper**" in (out / "report.md").read_text()
+        assert named == (protocol == "paper")
