@@ -112,6 +112,20 @@ def test_labels_only_in_the_train_rows_name_the_first_unlabelled_row(root: Path,
     )
 
 
+@pytest.mark.parametrize("bad", ["many", "1e400", "nan"])
+def test_a_regression_target_that_is_no_finite_number_is_named(root: Path, tmp_path: Path, bad: str) -> None:
+    path, table = manifest_copy(root, tmp_path)
+    table = table.drop(columns=["label"]).assign(target=0.5)
+    table["target"] = table["target"].astype(object)
+    table.loc[3, "target"] = bad  # text, a number past float64, not a number: none may reach a regression
+    table.to_csv(path, index=False)
+    with pytest.raises(DatasetFormatError) as raised:
+        load_manifest(path)
+    assert str(raised.value) == (
+        f"{path}: 1 row(s) (first: row 3, split {table['split'][3]}) have no finite number in `target`"
+    )
+
+
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
