@@ -36,8 +36,9 @@ def test_model_rejects_bad_pixels_and_counts(tiny_model) -> None:
         model([torch.zeros(2, 64, 64, dtype=torch.uint8)])
     with pytest.raises(ValueError, match="add up to 3 channels but pixels holds 4"):
         model(ChannelBatch(pixels=torch.rand(4, 64, 64), channel_counts=torch.tensor([1, 2])))
-    with pytest.raises(ValueError, match="not a single tensor"):
-        model(torch.rand(2, 3, 64, 64))
+    # One image without its batch axis is ambiguous ((B, C, H, W) tensors are accepted).
+    with pytest.raises(ValueError, match=r"not a tensor of shape \(3, 64, 64\)"):
+        model(torch.rand(3, 64, 64))
 
 
 def test_max_channels_is_configurable(tiny_model, random_images) -> None:

@@ -5,15 +5,23 @@ from chadavit.batch import ChannelBatch, collate
 from chadavit.hub import from_pretrained, load_released_checkpoint, save_pretrained
 from chadavit.models import Features, ViTConfig, create_model, list_models
 
+# The function, not the module, is `chadavit.preprocess` (import the module's other names from here).
+from chadavit.preprocess import InputContract, Window, fit_window, input_contract, preprocess
+
 __all__ = [
     "ChannelBatch",
     "Features",
+    "InputContract",
     "ViTConfig",
+    "Window",
     "__version__",
     "collate",
     "create_model",
+    "fit_window",
     "from_pretrained",
+    "input_contract",
     "list_models",
     "load_released_checkpoint",
+    "preprocess",
     "save_pretrained",
 ]

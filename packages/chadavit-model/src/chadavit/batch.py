@@ -71,6 +71,16 @@ class ChannelBatch:
     def __len__(self) -> int:
         return self.channel_counts.numel()
 
+    def __repr__(self) -> str:
+        # Short: the pixel tensor's own repr would print every value.
+        counts = self.counts_list()
+        shown = ", ".join(map(str, counts[:8])) + (", ..." if len(counts) > 8 else "")
+        height, width = self.image_size
+        return (
+            f"ChannelBatch({len(counts)} images, {height}x{width}, channels [{shown}], "
+            f"{self.pixels.dtype}, {self.pixels.device})"
+        )
+
     @property
     def image_size(self) -> tuple[int, int]:
         return (self.pixels.shape[1], self.pixels.shape[2])
@@ -100,9 +110,11 @@ def as_channel_batch(x: ChannelBatch | Sequence[Tensor]) -> ChannelBatch:
     if isinstance(x, ChannelBatch):
         return x
     if isinstance(x, Tensor):
+        if x.dim() == 4:  # (B, C, H, W): every image has the same C
+            return ChannelBatch.from_images(list(x))
         raise ValueError(
-            "pass a ChannelBatch or a list of (C, H, W) tensors, not a single tensor; "
-            "use ChannelBatch.from_images(list(x)) for a (B, C, H, W) tensor"
+            f"pass a ChannelBatch, a list of (C, H, W) tensors or a (B, C, H, W) tensor, not a tensor "
+            f"of shape {tuple(x.shape)}"
         )
     return ChannelBatch.from_images(list(x))
 

@@ -25,6 +25,7 @@ from chadavit.atomic import atomic_write
 from chadavit.models.base import PackedViT
 from chadavit.models.config import ViTConfig
 from chadavit.models.registry import build_model, model_config
+from chadavit.preprocess import InputContract, input_contract
 
 logger = logging.getLogger(__name__)
 
@@ -52,25 +53,57 @@ def save_pretrained(model: PackedViT, directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT}))
-    document = {"format": FORMAT, **dataclasses.asdict(model.config)}
+    document = {
+        "format": FORMAT,
+        **dataclasses.asdict(model.config),
+        PREPROCESSING_KEY: input_contract(model).to_json(),  # the input contract (chadavit.preprocess)
+    }
+    if model.num_classes:  # a fine-tuned classifier: rebuilt by from_pretrained before loading
+        document[HEAD_KEY] = {
+            "num_classes": model.num_classes,
+            "num_channels": getattr(model, "num_channels", None),
+        }
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
     atomic_write(directory / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text))
     return directory
 
 
+PREPROCESSING_KEY = "preprocessing"
+HEAD_KEY = "head"
+
+
 def _read_config(path: Path) -> ViTConfig:
+    return _read_model_document(path)[0]
+
+
+def _read_head(document: dict[str, Any], path: Path) -> dict[str, Any]:
+    head = document.pop(HEAD_KEY, {"num_classes": 0})
+    if not isinstance(head, dict) or set(head) - {"num_classes", "num_channels"}:
+        raise ModelFileError(f"{path}: head must be {{num_classes, num_channels}}, got {head!r}")
+    return {"num_classes": head.get("num_classes", 0), "num_channels": head.get("num_channels")}
+
+
+def _read_model_document(path: Path) -> tuple[ViTConfig, InputContract | None]:
+    """config.json's `ViTConfig`, and its input contract (None in files written before it existed)."""
     try:
         document = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelFileError(f"cannot read model config {path}: {error}") from error
     if not isinstance(document, dict) or document.pop("format", None) != FORMAT:
         raise ModelFileError(f"{path} is not a {FORMAT} model config")
+    document.pop(HEAD_KEY, None)  # read by _read_head
+    contract = None
+    if PREPROCESSING_KEY in document:
+        try:
+            contract = InputContract.from_json(document.pop(PREPROCESSING_KEY), str(path))
+        except (TypeError, ValueError) as error:
+            raise ModelFileError(str(error)) from error
     known = {field.name for field in dataclasses.fields(ViTConfig)}
     unknown = sorted(set(document) - known)
     if unknown:
         raise ModelFileError(f"{path} has unknown config fields {unknown}")
     try:
-        return ViTConfig(**document)
+        return ViTConfig(**document), contract
     except ValueError as error:  # ViTConfig names every bad field, with its type or range
         raise ModelFileError(f"{path}: {error}") from error
 
@@ -89,8 +122,16 @@ def from_pretrained(directory: str | Path, map_location: str | torch.device = "c
     for path in (config_path, weights_path):
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist; is {directory} a saved chadavit model?")
-    model = build_model(_read_config(config_path))
+    config, contract = _read_model_document(config_path)
+    model = build_model(config)
+    head = _read_head(json.loads(config_path.read_text()), config_path)
+    if head["num_classes"] or head["num_channels"] is not None:
+        try:
+            model.reset_classifier(head["num_classes"], num_channels=head["num_channels"])
+        except ValueError as error:
+            raise ModelFileError(f"{config_path}: {error}") from error
     _load_strict(model, _read_weights(weights_path, str(map_location)), str(weights_path))
+    model.pretrained_cfg = contract or InputContract(img_size=config.img_size)
     return model.to(map_location).eval()
 
 

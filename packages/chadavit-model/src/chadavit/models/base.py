@@ -80,6 +80,10 @@ class PackedViT(nn.Module):
             for rate in rates
         )
         self.norm = nn.LayerNorm(dim, eps=config.norm_eps)
+        # The classifier of `reset_classifier` (timm's name); nothing by default, so `forward` is the
+        # embedding and a state dict holds no head.
+        self.num_classes = 0
+        self.head: nn.Module = nn.Identity()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -100,8 +104,69 @@ class PackedViT(nn.Module):
 
         return save_pretrained(self, directory)
 
+    # ----- fine-tuning (timm and DINOv2 names) -------------------------------------------------
+
+    @property
+    def num_features(self) -> int:
+        """The width of the embedding `forward` returns before the head (what a classifier reads)."""
+        return self.embed_dim
+
+    def reset_classifier(self, num_classes: int, num_channels: int | None = None) -> None:
+        """A new linear head on the embedding: `forward` then returns (B, num_classes) logits; 0 removes it.
+
+        `num_channels` fixes C for a model whose width depends on it (the one-channel baseline)."""
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be a non-negative integer, got {num_classes!r}")
+        if num_channels is not None:
+            self._set_num_channels(num_channels)
+        self.num_classes = num_classes
+        if num_classes == 0:
+            self.head = nn.Identity()
+            return
+        head = nn.Linear(self.num_features, num_classes)
+        init_weights(head)
+        self.head = head.to(device=self.pos_embed.device, dtype=self.pos_embed.dtype)
+
+    def _set_num_channels(self, num_channels: int) -> None:
+        raise ValueError(f"{self.config.name} takes any channel count; num_channels is not a setting of it")
+
+    def forward_head(self, x: Tensor | Features, pre_logits: bool = False) -> Tensor:
+        """The head on an embedding (B, num_features) or on `forward_features`' output (its CLS)."""
+        embedding = x.cls if isinstance(x, Features) else x
+        return embedding if pre_logits else self.head(embedding)
+
+    def _sequences_of(self, counts: list[int]) -> list[int]:
+        """How many planes each sequence holds, for the images' channel `counts` (one per image here)."""
+        return counts
+
+    def get_intermediate_layers(
+        self, x: ModelInput, n: int | Sequence[int] = 1, norm: bool = True
+    ) -> list[Features]:
+        """The outputs of the last `n` blocks (or of the blocks indexed by `n`), as DINOv2 names it.
+
+        One `Features` per block, first block first: CLS (B, D) and each image's patch tokens
+        (C_i, h, w, D), through the final LayerNorm when `norm` (DINOv2's default)."""
+        batch, counts = self._checked(x)
+        depth = len(self.blocks)
+        wanted = list(range(depth - n, depth)) if isinstance(n, int) else sorted(set(n))
+        if not wanted or wanted[0] < 0 or wanted[-1] >= depth:
+            raise ValueError(f"n must pick blocks among 0..{depth - 1} of {self.config.name}, got {n!r}")
+        collected: list[Tensor] = []
+        encoded = self._encode(batch.pixels, self._sequences_of(counts), False, wanted[-1] + 1, collected)
+        outputs = []
+        for index in wanted:
+            cls, patches = self._sequence_patches(
+                _Encoded(collected[index], encoded.layout, encoded.grid, encoded.seq_counts), norm=norm
+            )
+            outputs.append(Features(cls=cls, patch_tokens=patches))
+        return outputs
+
     def training_embeddings(self, x: ModelInput, padded: bool = False) -> Tensor:
         """What a self-supervised head is trained on: one row per sample (the image embedding here)."""
+        if self.num_classes:
+            raise ValueError(
+                "training_embeddings is for self-supervised training: remove the classifier first"
+            )
         return self(x, padded=padded)
 
     # ----- input checks -------------------------------------------------------------------------
@@ -131,9 +196,16 @@ class PackedViT(nn.Module):
     # ----- encoding ----------------------------------------------------------------------------
 
     def _encode(
-        self, pixels: Tensor, seq_counts: list[int], padded: bool, blocks: int | None = None
+        self,
+        pixels: Tensor,
+        seq_counts: list[int],
+        padded: bool,
+        blocks: int | None = None,
+        collect: list[Tensor] | None = None,
     ) -> _Encoded:
-        """Run planes grouped into sequences of `seq_counts` planes through the first `blocks` blocks."""
+        """Run planes grouped into sequences of `seq_counts` planes through the first `blocks` blocks.
+
+        `collect`, when given, receives every block's output tokens (for `get_intermediate_layers`)."""
         planes = self._prepare_pixels(pixels)
         grid = (planes.shape[1] // self.config.patch_size, planes.shape[2] // self.config.patch_size)
         tokens = self.token_learner(planes)  # (P, N, D)
@@ -156,6 +228,8 @@ class PackedViT(nn.Module):
 
         for block in self.blocks[: len(self.blocks) if blocks is None else blocks]:
             x = block(x, layout)
+            if collect is not None:
+                collect.append(x)
         return _Encoded(tokens=x, layout=layout, grid=grid, seq_counts=seq_counts)
 
     def _padded_sequences(
@@ -189,9 +263,9 @@ class PackedViT(nn.Module):
         cls_packed = encoded.tokens[rows]
         return self.norm(cls_packed[self._input_order(encoded.layout)])
 
-    def _sequence_patches(self, encoded: _Encoded) -> tuple[Tensor, list[Tensor]]:
+    def _sequence_patches(self, encoded: _Encoded, norm: bool = True) -> tuple[Tensor, list[Tensor]]:
         """Normed CLS (S, D) and per sequence the real patch tokens (c, h, w, D), input order."""
-        normed = self.norm(encoded.tokens)
+        normed = self.norm(encoded.tokens) if norm else encoded.tokens
         layout = encoded.layout
         first_rows = (torch.cumsum(layout.seq_lens, 0) - layout.seq_lens).tolist()
         packed_position = self._input_order(layout).tolist()

@@ -33,6 +33,28 @@ class OneChannelViT(PackedViT):
 
     def __init__(self, config: ViTConfig) -> None:
         super().__init__(config, num_slots=1, channel_embedding=False)
+        self.num_channels: int | None = None  # C, once a classifier fixes the width C x embed_dim
+
+    @property
+    def num_features(self) -> int:
+        """C x embed_dim: known once C is (`reset_classifier(n, num_channels=C)`)."""
+        if self.num_channels is None:
+            raise ValueError(
+                f"{self.config.name}'s embedding is C x {self.embed_dim} wide; give C with "
+                "reset_classifier(num_classes, num_channels=C) or create_model(..., num_channels=C)"
+            )
+        return self.num_channels * self.embed_dim
+
+    def _set_num_channels(self, num_channels: int) -> None:
+        if isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1:
+            raise ValueError(f"num_channels must be a positive integer, got {num_channels!r}")
+        self.num_channels = num_channels
+
+    def _sequences_of(self, counts: list[int]) -> list[int]:
+        raise ValueError(
+            f"{self.config.name} encodes each channel alone: get_intermediate_layers is for models "
+            "with one sequence per image"
+        )
 
     @staticmethod
     def _same_count(counts: list[int]) -> int:
@@ -48,8 +70,12 @@ class OneChannelViT(PackedViT):
         """(B, C * embed_dim): each channel's CLS, concatenated in channel order."""
         batch, counts = self._checked(x)
         channels = self._same_count(counts)
+        if self.num_channels is not None and channels != self.num_channels:
+            raise ValueError(
+                f"the images have {channels} channels; this model's head expects {self.num_channels}"
+            )
         encoded = self._encode(batch.pixels, [1] * batch.pixels.shape[0], padded)
-        return self._sequence_cls(encoded).reshape(len(counts), channels * self.embed_dim)
+        return self.forward_head(self._sequence_cls(encoded).reshape(len(counts), channels * self.embed_dim))
 
     def training_embeddings(self, x: ModelInput, padded: bool = False) -> Tensor:
         """(sum C, embed_dim): every channel's CLS as a sample of its own; mixed counts allowed."""
@@ -138,9 +164,12 @@ class StandardViT(PackedViT):
         super()._check_batch(batch, counts)
 
     def forward(self, x: ModelInput, padded: bool = False) -> Tensor:
-        """CLS embedding (B, D)."""
+        """CLS embedding (B, D) (logits (B, num_classes) after `reset_classifier`)."""
         batch, counts = self._checked(x)
-        return self._sequence_cls(self._encode(batch.pixels, [1] * len(counts), padded))
+        return self.forward_head(self._sequence_cls(self._encode(batch.pixels, [1] * len(counts), padded)))
+
+    def _sequences_of(self, counts: list[int]) -> list[int]:
+        return [1] * len(counts)  # one sequence per image, all its channels in one token grid
 
     def forward_features(self, x: ModelInput, padded: bool = False) -> Features:
         """CLS (B, D) and each image's patch tokens as (1, h, w, D): one token grid for all channels."""

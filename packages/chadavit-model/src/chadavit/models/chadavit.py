@@ -32,9 +32,9 @@ class ChAdaViT(PackedViT):
         super()._check_batch(batch, counts)
 
     def forward(self, x: ModelInput, padded: bool = False) -> Tensor:
-        """CLS embedding (B, D), in input order."""
+        """CLS embedding (B, D), in input order (logits (B, num_classes) after `reset_classifier`)."""
         batch, counts = self._checked(x)
-        return self._sequence_cls(self._encode(batch.pixels, counts, padded))
+        return self.forward_head(self._sequence_cls(self._encode(batch.pixels, counts, padded)))
 
     def forward_features(self, x: ModelInput, padded: bool = False) -> Features:
         """CLS (B, D) and each image's patch tokens (C_i, h, w, D), after the final norm."""

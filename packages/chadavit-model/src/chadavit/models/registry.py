@@ -72,10 +72,16 @@ def build_model(config: ViTConfig) -> PackedViT:
     return MODEL_CLASSES[config.architecture](config)
 
 
-def create_model(name: str, **overrides: Any) -> PackedViT:
+def create_model(
+    name: str, num_classes: int = 0, num_channels: int | None = None, **overrides: Any
+) -> PackedViT:
     """`create_model("chadavit_moyen")`, or tiny for tests: `create_model(name, embed_dim=32, depth=2)`.
 
-    Initialisation draws from torch's global generator: seed it with `torch.manual_seed` first
-    for identical weights.
+    `num_classes`: a linear classifier on the embedding (`reset_classifier`); `num_channels`: C for
+    the one-channel baseline, whose embedding is C x D wide. Initialisation draws from torch's
+    global generator: seed it with `torch.manual_seed` first for identical weights.
     """
-    return build_model(model_config(name, **overrides))
+    model = build_model(model_config(name, **overrides))
+    if num_classes or num_channels is not None:
+        model.reset_classifier(num_classes, num_channels=num_channels)
+    return model

@@ -153,7 +153,7 @@ def build_config(params: dict[str, Any]) -> TrainConfig:
 
 
 # The TrainConfig default each option falls back to, shown in --help (the options themselves default to
-# None so that --config values are not overridden; tests/chadavit/test_train_cli_help.py checks these
+# None so that --config values are not overridden; tests/project/test_cli_help.py checks these
 # against TrainConfig()).
 SHOWN_DEFAULTS = {
     "model": "chadavit_moyen",
