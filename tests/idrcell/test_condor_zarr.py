@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import htcondor2
@@ -108,24 +107,27 @@ def test_zarr_options_and_column_reach_every_job_and_condor_jobs_stage_the_local
     assert not mitosis.complete and "no OME-Zarr copy found" in (mitosis.error or "")
 
 
-def test_a_cap_that_is_not_whole_mib_cannot_travel_to_a_job(tmp_path: Path) -> None:
-    config = StageConfig(client=ClientConfig(max_response_bytes=3 * 2**20 + 1))
-    with pytest.raises(CondorError, match="not a whole number of MiB"):
-        stage_variables(tmp_path / "list.csv", tmp_path, config)
+def test_any_cap_travels_to_a_job_exactly_and_bad_values_are_refused(tmp_path: Path) -> None:
     listing = tmp_path / "list.csv"
     listing.write_text(LIST, encoding="utf-8")
-    bad_source = replace(config, client=ClientConfig(), pixel_source="jpeg")
+    experiments = load_experiments(listing)
+    for cap in (100_000, 3 * 2**20 + 1, 64 * 2**20, 2**40 + 7):
+        config = StageConfig(client=ClientConfig(max_response_bytes=cap))
+        (job, _) = make_jobs(experiments, listing, tmp_path, config)
+        assert job.config.client.max_response_bytes == cap, job.command
+    bad_source = StageConfig(pixel_source="jpeg")
     with pytest.raises(CondorError, match="the stage command's --pixel-source 'jpeg' is not one of auto"):
-        make_jobs(load_experiments(listing), listing, tmp_path, bad_source)
+        make_jobs(experiments, listing, tmp_path, bad_source)
     # A hand-edited submit variable is refused the same way before any job runs.
-    for value in ("0", "1.5", "-3"):
+    for value in ("0", "-3", "nan", "inf", "lots"):
         variables = {**stage_variables(listing, tmp_path, StageConfig()), "max_response_mb": value}
-        with pytest.raises(CondorError, match=f"--max-response-mb '{value}' is not a whole number"):
-            condor_queue(load_experiments(listing), listing, variables)
+        with pytest.raises(CondorError, match=f"--max-response-mb '{value}' is not a positive number"):
+            condor_queue(experiments, listing, variables)
 
 
 def test_build_and_stage_take_max_response_mb(tmp_path: Path, server_2026: EmulatorServer) -> None:
-    """The option is checked like any other (0 is a usage error); 1 MiB holds the tiny stores' chunks."""
+    """The option is checked like any other (0 is a usage error) and reaches the client: 1,049 bytes
+    is less than the experiment's listing, which then fails naming the cap."""
     listing = tmp_path / "list.csv"
     listing.write_text(LIST, encoding="utf-8")
     args = ["stage", "-e", str(listing), "--study", "idr0902-emu-organelles", "--container", "experimentA"]
@@ -133,5 +135,7 @@ def test_build_and_stage_take_max_response_mb(tmp_path: Path, server_2026: Emula
     args += ["--zarr-base-url", server_2026.zarr_base_url, "--pixel-source", "zarr"]
     zero = CliRunner().invoke(app, [*args, "--max-response-mb", "0"])
     assert zero.exit_code == 2 and "--max-response-mb" in zero.output
+    tiny = CliRunner().invoke(app, [*args, "--max-response-mb", "0.001"])  # 1,049 bytes
+    assert tiny.exit_code == 1 and "above the cap of 1049 bytes" in " ".join(tiny.output.split())
     built = CliRunner().invoke(app, [*args, "--max-response-mb", "1"])
     assert built.exit_code == 0, built.output

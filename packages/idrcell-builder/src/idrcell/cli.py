@@ -16,7 +16,7 @@ from idrcell import __version__
 from idrcell.client import BASE_URL_ENV, DEFAULT_BASE_URL, ClientConfig
 from idrcell.dataset import ShardLimits
 from idrcell.emulator.cli import emulator_command
-from idrcell.executors import ExecutorKind
+from idrcell.executors import ExecutorKind, response_cap_bytes
 from idrcell.experiments import Experiment, ExperimentListError, find_experiment, load_experiments
 from idrcell.stage import StageConfig
 from idrcell.zarr_resolve import DEFAULT_ZARR_BASE_URL, ZARR_BASE_URL_ENV
@@ -66,11 +66,10 @@ ZARR_BASE_URL = typer.Option(
     help="Base URL of the OME-Zarr copies (the IDR's object store, or an emulator's /idr/zarr).",
 )
 MAX_RESPONSE_MB = typer.Option(
-    64,
+    64.0,
     "--max-response-mb",
-    min=1,
-    help="Largest answer body read from the server or the OME-Zarr store, in MiB; a larger one skips "
-    "its image as response_too_large.",
+    help="Largest answer body read from the server or the OME-Zarr store, in MiB (fractions allowed); "
+    "a larger one skips its image as response_too_large.",
 )
 SHARD_SAMPLES = typer.Option(2000, "--max-shard-samples", min=1, help="Most samples in one shard.")
 SHARD_BYTES = typer.Option(1_000_000_000, "--max-shard-bytes", min=1, help="Most bytes in one shard.")
@@ -127,19 +126,22 @@ def _stage_config(
     max_channels: int,
     pixel_source: str = "auto",
     zarr_base_url: str = DEFAULT_ZARR_BASE_URL,
-    max_response_mb: int = 64,
+    max_response_mb: float = 64.0,
 ) -> StageConfig:
     if pixel_source not in PIXEL_SOURCES:
         raise _fail(
             f"--pixel-source must be one of {', '.join(PIXEL_SOURCES)}, got {pixel_source!r}", USAGE_ERROR
         )
+    max_response_bytes = response_cap_bytes(str(max_response_mb))
+    if max_response_bytes is None:
+        raise _fail(f"--max-response-mb must be a positive number of MiB, got {max_response_mb}", USAGE_ERROR)
     client = ClientConfig(
         base_url=base_url,
         concurrency=concurrency,
         timeout_s=timeout,
         max_retries=retries,
         seed=seed,
-        max_response_bytes=max_response_mb * 2**20,
+        max_response_bytes=max_response_bytes,
     )
     return StageConfig(
         seed=seed,
@@ -241,7 +243,7 @@ def stage(
     max_channels: int = MAX_CHANNELS,
     pixel_source: str = PIXEL_SOURCE,
     zarr_base_url: str = ZARR_BASE_URL,
-    max_response_mb: int = MAX_RESPONSE_MB,
+    max_response_mb: float = MAX_RESPONSE_MB,
 ) -> None:
     """Stage one experiment of a list (one independent, resumable job) into OUT/staging/.
 
@@ -347,7 +349,7 @@ def build(
     max_shard_bytes: int = SHARD_BYTES,
     pixel_source: str = PIXEL_SOURCE,
     zarr_base_url: str = ZARR_BASE_URL,
-    max_response_mb: int = MAX_RESPONSE_MB,
+    max_response_mb: float = MAX_RESPONSE_MB,
     executor: ExecutorKind = typer.Option(
         ExecutorKind.local,
         "--executor",

@@ -13,6 +13,7 @@ rerun fixes (scrape.sub holds the job with a reason: `on_exit_hold`).
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import threading
@@ -62,6 +63,23 @@ STAGE_OPTIONS = (
 MIB = 2**20  # --max-response-mb counts MiB (ClientConfig.max_response_bytes counts bytes)
 
 
+def response_cap_mb(max_response_bytes: int) -> str:
+    """The cap as `--max-response-mb` text that reads back to the same bytes: n / 2^20 is exact in a
+    float for any n below 2^53, and repr() round-trips it."""
+    return repr(max_response_bytes / MIB)
+
+
+def response_cap_bytes(text: str) -> int | None:
+    """`--max-response-mb` text as bytes, None unless it is a number giving at least one byte."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if not math.isfinite(value) or round(value * MIB) < 1:
+        return None
+    return round(value * MIB)
+
+
 @dataclass(frozen=True)
 class StageJob:
     """Stage one experiment of a list into `out/staging/<study>_<container>/`."""
@@ -84,12 +102,6 @@ class StageJob:
 def stage_variables(experiments_path: Path | str, out: Path | str, config: StageConfig) -> dict[str, str]:
     """The submit variables of scrape.sub that make its jobs run with `config`."""
     client = config.client
-    if client.max_response_bytes % MIB:
-        # The job's command line carries whole MiB; a cap that is not would silently change on a pool.
-        raise CondorError(
-            f"max_response_bytes {client.max_response_bytes} is not a whole number of MiB "
-            "(--max-response-mb), so a stage command cannot carry it"
-        )
     return {
         "list": str(experiments_path),
         "out": str(out),
@@ -99,7 +111,7 @@ def stage_variables(experiments_path: Path | str, out: Path | str, config: Stage
         "concurrency": str(client.concurrency),
         "timeout": str(client.timeout_s),
         "retries": str(client.max_retries),
-        "max_response_mb": str(client.max_response_bytes // MIB),
+        "max_response_mb": response_cap_mb(client.max_response_bytes),
         "pixel_source": config.pixel_source,
         "zarr_base_url": config.zarr_base_url,
     }
@@ -129,10 +141,11 @@ def job_from_command(
             f"the stage command's --pixel-source {values['--pixel-source']!r} is not one of "
             f"{', '.join(PIXEL_SOURCES)}"
         )
-    if not values["--max-response-mb"].isdigit() or int(values["--max-response-mb"]) < 1:
+    max_response_bytes = response_cap_bytes(values["--max-response-mb"])
+    if max_response_bytes is None:
         raise CondorError(
-            f"the stage command's --max-response-mb {values['--max-response-mb']!r} is not a whole "
-            "number of MiB of at least 1"
+            f"the stage command's --max-response-mb {values['--max-response-mb']!r} is not a positive "
+            "number of MiB"
         )
     try:
         experiment = find_experiment(list(experiments), values["--study"], values["--container"])
@@ -142,7 +155,7 @@ def job_from_command(
             concurrency=int(values["--concurrency"]),
             timeout_s=float(values["--timeout"]),
             max_retries=int(values["--retries"]),
-            max_response_bytes=int(values["--max-response-mb"]) * MIB,
+            max_response_bytes=max_response_bytes,
         )
         job_config = replace(
             config,
