@@ -12,10 +12,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from chadavit_bench.cli import app
+from chadavit_bench.cli import RunRequest, app
 from chadavit_bench.datasets import discover
 from chadavit_bench.embed import resize
 from chadavit_bench.protocols.knn import KnnConfig, knn_predict, run_knn
+from chadavit_bench.protocols.paper_heads import PaperHeadConfig, run_linear_mse_regression, warmup_cosine
 from chadavit_bench.testing import TINY_CHADAVIT, TINY_IMG_SIZE
 
 
@@ -60,6 +61,31 @@ def test_a_pinned_size_reads_that_file(synthetic_root: Path, tmp_path: Path) -> 
     assert paper["bloodmnist"].read(0).shape[-1] == side
 
 
+def test_the_authors_schedule_and_linear_mse_head() -> None:
+    config = PaperHeadConfig()
+    lrs = warmup_cosine(config, steps_per_epoch=4)
+    assert len(lrs) == 600 and lrs[0] == pytest.approx(1e-5)
+    assert lrs.max() == pytest.approx(5e-4 * 64 / 256) and lrs[-1] == pytest.approx(0.0, abs=1e-8)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 6)).astype(np.float32)
+    y = x @ np.array([0.5, -1.0, 0.2, 0.0, 0.3, 0.1]) + 2.0
+    quick = PaperHeadConfig(epochs=100, base_lr=0.4)
+    metrics = run_linear_mse_regression(x[:150], y[:150], x[150:], y[150:], 0, quick)
+    assert metrics["r2"] > 0.95
+    assert metrics == run_linear_mse_regression(x[:150], y[:150], x[150:], y[150:], 0, quick)
+
+
+def test_explicit_options_win_over_the_protocol(tmp_path: Path) -> None:
+    request = RunRequest(["regression"], ["m"], None, tmp_path, protocol="paper", reconstruction_size=64)
+    config = request.config()
+    assert (config.regression.head, config.reconstruction.target_size) == ("linear_mse", 64)
+    ridge = RunRequest(["regression"], ["m"], None, tmp_path, protocol="paper", regression_head="ridge")
+    assert ridge.config().regression.head == "ridge"
+    args = ["run", "reconstruction", "-m", "chadavit_petit", "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(app, [*args, "--reconstruction-size", "48"])
+    assert result.exit_code == 2 and "--reconstruction-size must be a power of two" in result.output
+
+
 @pytest.mark.slow
 def test_run_all_under_both_protocols(synthetic_root: Path, tmp_path: Path) -> None:
     outputs = {}
@@ -67,10 +93,10 @@ def test_run_all_under_both_protocols(synthetic_root: Path, tmp_path: Path) -> N
         out = tmp_path / protocol
         result = CliRunner().invoke(
             app,
-            ["run-all", "--quick", "--protocol", protocol, "--tasks", "knn",
+            ["run-all", "--quick", "--protocol", protocol, "--tasks", "knn,regression",
              "--data-root", str(synthetic_root), "--out", str(out),
              "--img-size", str(TINY_IMG_SIZE), "--workers", "1", "-m", TINY_CHADAVIT,
-             "-d", "bloodmnist", "-d", "cyclops"],
+             "-d", "bloodmnist", "-d", "cyclops", "-d", "nfkb"],
             catch_exceptions=False,
         )  # fmt: skip
         assert result.exit_code == 0, result.output
@@ -78,7 +104,11 @@ def test_run_all_under_both_protocols(synthetic_root: Path, tmp_path: Path) -> N
     default = pd.read_parquet(outputs["default"] / "results.parquet")
     paper = pd.read_parquet(outputs["paper"] / "results.parquet")
     assert "accuracy_best_of_sweep" not in set(default["metric"])
-    wide = paper.pivot_table(index=["dataset", "features"], columns="metric", values="value")
+    # The authors' NF-kB head runs one fit per seed (--quick: 2); ridge has no seed.
+    assert set(paper[paper["task"] == "regression"]["seed"]) == {0, 1}
+    assert set(default[default["task"] == "regression"]["seed"]) == {0}
+    knn = paper[paper["task"] == "knn"]
+    wide = knn.pivot_table(index=["dataset", "features"], columns="metric", values="value")
     assert len(wide) == 4 and bool((wide["accuracy_best_of_sweep"] >= wide["accuracy"]).all())
     for protocol, out in outputs.items():
         config = json.loads((out / "run.json").read_text())["config"]

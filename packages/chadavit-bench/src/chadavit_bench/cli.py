@@ -134,6 +134,29 @@ ChammiMetric = Annotated[
 ]
 
 
+class RegressionHead(enum.StrEnum):
+    ridge = "ridge"
+    linear_mse = "linear_mse"
+
+
+RegressionHeadOption = Annotated[
+    RegressionHead | None,
+    typer.Option(
+        "--regression-head",
+        help="ridge (default) or linear_mse (the authors' nn.Linear + MSE head; --protocol paper's).",
+    ),
+]
+ReconstructionSize = Annotated[
+    int | None,
+    typer.Option(
+        "--reconstruction-size",
+        min=4,
+        help="Side of the reconstruction target in pixels, 4 times a power of two (default 32, the "
+        "project's choice: the authors' code has no reconstruction task).",
+    ),
+]
+
+
 class ProtocolChoice(enum.StrEnum):
     default = "default"
     paper = "paper"
@@ -170,6 +193,8 @@ class RunRequest:
     device: str = "cpu"
     chammi_metric: str = "l2"
     protocol: str = "default"
+    regression_head: str | None = None
+    reconstruction_size: int | None = None
 
     def config(self) -> BenchConfig:
         from chadavit_bench.config import BenchConfig, quick_config  # protocols: only when a run starts
@@ -192,7 +217,18 @@ class RunRequest:
             config = quick_config(config, self.seeds)
         elif self.seeds is not None:
             config = dataclasses.replace(config, seeds=self.seeds)
-        return apply_protocol(config, ProtocolChoice(self.protocol).value)
+        config = apply_protocol(config, ProtocolChoice(self.protocol).value)
+        if self.regression_head is not None:  # an explicit head wins over the protocol's
+            head = RegressionHead(self.regression_head).value
+            config = dataclasses.replace(config, regression=dataclasses.replace(config.regression, head=head))
+        if self.reconstruction_size is not None:
+            size = self.reconstruction_size
+            if size < 4 or size & (size - 1):  # the decoder doubles a 4 x 4 map
+                raise ValueError(f"--reconstruction-size must be a power of two >= 4 (16, 32...), got {size}")
+            config = dataclasses.replace(
+                config, reconstruction=dataclasses.replace(config.reconstruction, target_size=size)
+            )
+        return config
 
 
 def _execute(request: RunRequest) -> None:
@@ -302,6 +338,8 @@ def run_all_command(
     workers: Workers = 4,
     device: Device = "cpu",
     protocol: ProtocolOption = ProtocolChoice.default,
+    regression_head: RegressionHeadOption = None,
+    reconstruction_size: ReconstructionSize = None,
 ) -> None:
     chammi_metric: ChammiMetric = ChammiDistance.l2,
     """Run every task whose data is present, for every model; write tables and the report."""
@@ -330,6 +368,8 @@ def run_command(
     workers: Workers = 4,
     device: Device = "cpu",
     protocol: ProtocolOption = ProtocolChoice.default,
+    regression_head: RegressionHeadOption = None,
+    reconstruction_size: ReconstructionSize = None,
 ) -> None:
     chammi_metric: ChammiMetric = ChammiDistance.l2,
     """Run one task; its rows replace earlier rows of the same task in OUT, and the report is rebuilt."""

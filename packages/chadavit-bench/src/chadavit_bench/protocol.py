@@ -7,10 +7,11 @@ Table 1 and its appendix):
 - images: resized to a square 256/224 times the input size, then centre-cropped to it (their
   evaluation transforms `T_val`: Resize 256 + CenterCrop 224, src/data/classification_dataloader.py
   lines 107-130 and after);
-- BloodMNIST: the 28 x 28 file, as in the paper's Table 1 (default: the largest file present).
+- BloodMNIST: the 28 x 28 file, as in the paper's Table 1 (default: the largest file present);
+- NF-kB: the authors' nn.Linear + MSE head (chadavit_bench.protocols.paper_heads) instead of ridge.
 
 What `paper` does not change yet (docs/bench.md, "The authors' protocols"): the linear probe stays
-the cached-feature probe, "tokens" stays the mean patch token, NF-kB stays ridge regression.
+the cached-feature probe and "tokens" stays the mean patch token.
 """
 
 from __future__ import annotations
@@ -35,4 +36,5 @@ def apply_protocol(config: BenchConfig, protocol: str) -> BenchConfig:
         knn_sweep=True,
         image_prep="resize_center_crop",
         dataset_sizes=PAPER_DATASET_SIZES,
+        regression=dataclasses.replace(config.regression, head="linear_mse"),
     )

@@ -15,10 +15,15 @@ from sklearn.linear_model import RidgeCV
 
 from chadavit_bench.protocols.metrics import regression_metrics, standardise
 
+REGRESSION_HEADS = ("ridge", "linear_mse")
+
 
 @dataclass(frozen=True)
 class RegressionConfig:
     alphas: Sequence[float] = tuple(10.0**p for p in range(-3, 5))
+    # "ridge" (the default) or "linear_mse": the authors' nn.Linear + MSE head, AdamW, 150 epochs
+    # (chadavit_bench.protocols.paper_heads), one fit per seed.
+    head: str = "ridge"
 
 
 def run_regression(
