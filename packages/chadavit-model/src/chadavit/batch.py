@@ -17,10 +17,14 @@ from torch.utils.data import default_collate
 
 @dataclass(frozen=True, eq=False)  # eq on tensors would be ambiguous; compare fields explicitly
 class ChannelBatch:
-    """`pixels`: (sum of C_i, H, W) float; `channel_counts`: (B,) long, C_i >= 1 each."""
+    """`pixels`: (sum of C_i, H, W) float; `channel_counts`: (B,) long, C_i >= 1 each.
+
+    `channel_names`, when known: per image one name per channel, in channel order (what a model
+    with `channel_embedding="name"` reads; chadavit.channels turns raw labels into such names)."""
 
     pixels: Tensor
     channel_counts: Tensor
+    channel_names: tuple[tuple[str, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.pixels, Tensor) or self.pixels.dim() != 3:
@@ -42,10 +46,14 @@ class ChannelBatch:
             raise ValueError(
                 f"channel_counts add up to {total} channels but pixels holds {self.pixels.shape[0]}"
             )
+        if self.channel_names is not None:
+            object.__setattr__(self, "channel_names", checked_names(self.channel_names, cpu_counts))
 
     @classmethod
-    def from_images(cls, images: Sequence[Tensor]) -> ChannelBatch:
-        """Concatenate (C_i, H, W) float tensors that share H and W."""
+    def from_images(
+        cls, images: Sequence[Tensor], channel_names: Sequence[Sequence[str]] | None = None
+    ) -> ChannelBatch:
+        """Concatenate (C_i, H, W) float tensors that share H and W (with their channels' names)."""
         if len(images) == 0:
             raise ValueError("a ChannelBatch needs at least one image")
         first_size: tuple[int, int] | None = None
@@ -66,7 +74,26 @@ class ChannelBatch:
                     "images of one batch must share H and W"
                 )
         counts = torch.tensor([image.shape[0] for image in images], dtype=torch.long)
-        return cls(pixels=torch.cat(list(images), dim=0), channel_counts=counts)
+        # `checked_names` (in __post_init__) checks and converts the names to tuples.
+        names: Any = channel_names
+        return cls(pixels=torch.cat(list(images), dim=0), channel_counts=counts, channel_names=names)
+
+    @classmethod
+    def concat(cls, batches: Sequence[ChannelBatch]) -> ChannelBatch:
+        """The images of `batches` (same H and W) as one batch; names kept when every batch has them."""
+        names = None
+        if all(batch.channel_names is not None for batch in batches):
+            names = tuple(n for batch in batches for n in batch.channel_names or ())
+        return cls(
+            torch.cat([batch.pixels for batch in batches]),
+            torch.cat([batch.channel_counts for batch in batches]),
+            names,
+        )
+
+    def with_channel_names(self, channel_names: Sequence[Sequence[str]] | None) -> ChannelBatch:
+        """The same pixels with these per-image channel names (checked against the counts)."""
+        names: Any = channel_names  # checked and converted in __post_init__
+        return ChannelBatch(self.pixels, self.channel_counts, names)
 
     def __len__(self) -> int:
         return self.channel_counts.numel()
@@ -78,7 +105,7 @@ class ChannelBatch:
         height, width = self.image_size
         return (
             f"ChannelBatch({len(counts)} images, {height}x{width}, channels [{shown}], "
-            f"{self.pixels.dtype}, {self.pixels.device})"
+            f"{self.pixels.dtype}, {self.pixels.device}{', named' if self.channel_names else ''})"
         )
 
     @property
@@ -98,11 +125,32 @@ class ChannelBatch:
             pixels=self.pixels.to(device, non_blocking=non_blocking),
             # Counts stay on the CPU: models read them as Python ints to plan the packing.
             channel_counts=self.channel_counts,
+            channel_names=self.channel_names,
         )
 
     def pin_memory(self) -> ChannelBatch:
         """Lets `DataLoader(pin_memory=True)` pin ChannelBatch outputs."""
-        return ChannelBatch(pixels=self.pixels.pin_memory(), channel_counts=self.channel_counts)
+        return ChannelBatch(self.pixels.pin_memory(), self.channel_counts, self.channel_names)
+
+
+def checked_names(channel_names: object, counts: list[int]) -> tuple[tuple[str, ...], ...]:
+    """Per-image channel names as tuples, or one ValueError naming the first image that disagrees."""
+    if isinstance(channel_names, str) or not isinstance(channel_names, Sequence):
+        raise ValueError(f"channel_names must be one list of names per image, got {channel_names!r}")
+    if len(channel_names) != len(counts):
+        raise ValueError(f"channel_names has {len(channel_names)} entries for {len(counts)} images")
+    result = []
+    for index, (names, count) in enumerate(zip(channel_names, counts, strict=True)):
+        if isinstance(names, str) or not isinstance(names, Sequence):
+            raise ValueError(f"channel_names[{index}] must be a list of names, got {names!r}")
+        if len(names) != count:
+            raise ValueError(
+                f"image {index} has {count} channels but {len(names)} channel names {list(names)}"
+            )
+        if not all(isinstance(name, str) for name in names):
+            raise ValueError(f"channel_names[{index}] must hold strings, got {list(names)!r}")
+        result.append(tuple(names))
+    return tuple(result)
 
 
 def as_channel_batch(x: ChannelBatch | Sequence[Tensor]) -> ChannelBatch:
@@ -119,21 +167,37 @@ def as_channel_batch(x: ChannelBatch | Sequence[Tensor]) -> ChannelBatch:
     return ChannelBatch.from_images(list(x))
 
 
+@dataclass(frozen=True)
+class NamedImage:
+    """A (C, H, W) image with the name of each channel: a sample `collate` keeps the names of."""
+
+    pixels: Tensor
+    channel_names: tuple[str, ...]
+
+
+def _images_batch(images: Sequence[Any]) -> ChannelBatch:
+    if all(isinstance(image, NamedImage) for image in images):
+        return ChannelBatch.from_images([i.pixels for i in images], [i.channel_names for i in images])
+    if any(isinstance(image, NamedImage) for image in images):
+        raise ValueError("some samples have channel names and some do not; name all or none")
+    return ChannelBatch.from_images(list(images))
+
+
 def collate(samples: Sequence[Any]) -> ChannelBatch | tuple[Any, ...]:
-    """DataLoader `collate_fn`: (C_i, H, W) tensors, or tuples whose first item is that tensor.
+    """DataLoader `collate_fn`: (C_i, H, W) tensors or `NamedImage`s, or tuples whose first item is one.
 
     Tuples give `(ChannelBatch, *rest)` with the rest collated by torch's default collate.
     """
     if len(samples) == 0:
         raise ValueError("cannot collate an empty list of samples")
-    if isinstance(samples[0], Tensor):
-        return ChannelBatch.from_images(list(samples))
+    if isinstance(samples[0], Tensor | NamedImage):
+        return _images_batch(samples)
     if not isinstance(samples[0], tuple | list):
         raise ValueError(f"samples must be tensors or tuples starting with a tensor, got {type(samples[0])}")
     width = len(samples[0])
     for index, sample in enumerate(samples):
         if not isinstance(sample, tuple | list) or len(sample) != width:
             raise ValueError(f"sample {index} does not have the {width} items of sample 0")
-    batch = ChannelBatch.from_images([sample[0] for sample in samples])
+    batch = _images_batch([sample[0] for sample in samples])
     rest = [default_collate([sample[i] for sample in samples]) for i in range(1, width)]
     return (batch, *rest)

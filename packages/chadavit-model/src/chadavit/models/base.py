@@ -152,7 +152,14 @@ class PackedViT(nn.Module):
         if not wanted or wanted[0] < 0 or wanted[-1] >= depth:
             raise ValueError(f"n must pick blocks among 0..{depth - 1} of {self.config.name}, got {n!r}")
         collected: list[Tensor] = []
-        encoded = self._encode(batch.pixels, self._sequences_of(counts), False, wanted[-1] + 1, collected)
+        encoded = self._encode(
+            batch.pixels,
+            self._sequences_of(counts),
+            False,
+            wanted[-1] + 1,
+            collected,
+            plane_embedding=self._plane_embedding(batch),
+        )
         outputs = []
         for index in wanted:
             cls, patches = self._sequence_patches(
@@ -189,6 +196,11 @@ class PackedViT(nn.Module):
                 f"to be multiples of its patch size {patch} (and at least {patch})"
             )
 
+    def _plane_embedding(self, batch: ChannelBatch) -> Tensor | None:
+        """A (planes, D) embedding added to every token of each plane beyond slot and position (by
+        channel name in ChAda-ViT's name modes); None here."""
+        return None
+
     def _prepare_pixels(self, pixels: Tensor) -> Tensor:
         dtype = self.pos_embed.dtype
         return pixels if pixels.dtype == dtype else pixels.to(dtype)
@@ -202,10 +214,12 @@ class PackedViT(nn.Module):
         padded: bool,
         blocks: int | None = None,
         collect: list[Tensor] | None = None,
+        plane_embedding: Tensor | None = None,
     ) -> _Encoded:
         """Run planes grouped into sequences of `seq_counts` planes through the first `blocks` blocks.
 
-        `collect`, when given, receives every block's output tokens (for `get_intermediate_layers`)."""
+        `collect`, when given, receives every block's output tokens (for `get_intermediate_layers`);
+        `plane_embedding` (planes, D), when given, is added to every token of its plane."""
         planes = self._prepare_pixels(pixels)
         grid = (planes.shape[1] // self.config.patch_size, planes.shape[2] // self.config.patch_size)
         tokens = self.token_learner(planes)  # (P, N, D)
@@ -215,6 +229,8 @@ class PackedViT(nn.Module):
         slots = slot_of_each_plane(seq_counts).to(tokens.device)
         if self.channel_token is not None:
             tokens = tokens + self.channel_token[0, slots]
+        if plane_embedding is not None:
+            tokens = tokens + plane_embedding.to(tokens.dtype)[:, None, :]
         cls = self.cls_token[0, 0] + self.pos_embed[0, 0, 0]
 
         if padded:

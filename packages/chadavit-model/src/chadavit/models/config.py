@@ -8,6 +8,9 @@ from typing import Any
 
 ARCHITECTURES = ("chadavit", "onechannel", "interchannel", "standard")
 BLOCKS = ("prenorm", "released")
+# How a channel's tokens learn which channel they are: by slot (position in the image, the paper's and
+# the released weights'), by name (one vector per `channel_vocab` entry, plus `unknown`), or both.
+CHANNEL_EMBEDDINGS = ("slot", "name", "slot+name")
 _INT_FIELDS = ("img_size", "patch_size", "embed_dim", "depth", "num_heads", "max_channels")
 _FLOAT_FIELDS = ("mlp_ratio", "drop_path_rate", "block_norm_eps", "norm_eps")
 
@@ -34,8 +37,12 @@ class ViTConfig:
     block: str = "prenorm"
     block_norm_eps: float = 1e-6
     norm_eps: float = 1e-6
+    channel_embedding: str = "slot"
+    channel_vocab: tuple[str, ...] | None = None  # ordered canonical names (chadavit.channels)
 
     def __post_init__(self) -> None:
+        if isinstance(self.channel_vocab, list):  # as config.json stores it
+            object.__setattr__(self, "channel_vocab", tuple(self.channel_vocab))
         # Types first (a config.json may hold anything), then ranges; every problem in one message.
         problems = self._type_problems()
         if not problems:
@@ -45,7 +52,7 @@ class ViTConfig:
 
     def _type_problems(self) -> list[str]:
         problems = []
-        for field in ("name", "architecture", "block"):
+        for field in ("name", "architecture", "block", "channel_embedding"):
             if not isinstance(getattr(self, field), str):
                 problems.append(f"{field} must be a string, got {getattr(self, field)!r}")
         for field in _INT_FIELDS + (("ffn_dim",) if self.ffn_dim is not None else ()):
@@ -55,7 +62,31 @@ class ViTConfig:
             value = getattr(self, field)
             if not (_is_int(value) or isinstance(value, float)) or not math.isfinite(value):
                 problems.append(f"{field} must be a finite number, got {value!r}")
+        vocab = self.channel_vocab
+        if vocab is not None and not (
+            isinstance(vocab, tuple) and all(isinstance(n, str) and n.strip() for n in vocab)
+        ):
+            problems.append(f"channel_vocab must be a list of non-empty names, got {vocab!r}")
         return problems
+
+    def _channel_problems(self) -> list[str]:
+        mode, vocab = self.channel_embedding, self.channel_vocab
+        if mode not in CHANNEL_EMBEDDINGS:
+            return [f"channel_embedding must be one of {CHANNEL_EMBEDDINGS}, got {mode!r}"]
+        if mode == "slot":
+            if vocab is not None:
+                return ["channel_vocab is used only with channel_embedding 'name' or 'slot+name'"]
+            return []
+        if self.architecture != "chadavit":
+            return [f"channel_embedding {mode!r} is for the chadavit architecture, not {self.architecture!r}"]
+        if not vocab:
+            return [f"channel_embedding {mode!r} needs a channel_vocab (the ordered channel names)"]
+        repeated = sorted({name for name in vocab if vocab.count(name) > 1})
+        if repeated:
+            return [f"channel_vocab lists {repeated} more than once"]
+        if "unknown" in vocab:
+            return ["channel_vocab must not list 'unknown': every vocabulary has it already"]
+        return []
 
     def _range_problems(self) -> list[str]:
         problems = []
@@ -79,7 +110,7 @@ class ViTConfig:
         for field in ("block_norm_eps", "norm_eps"):
             if getattr(self, field) <= 0:
                 problems.append(f"{field} must be positive, got {getattr(self, field)}")
-        return problems
+        return problems + self._channel_problems()
 
     @property
     def hidden_dim(self) -> int:
