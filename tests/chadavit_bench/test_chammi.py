@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from chadavit_bench.cli import app
 from chadavit_bench.datasets import DatasetFormatError, DatasetNotFoundError, chammi
 from chadavit_bench.datasets.synthetic import SyntheticConfig, write_synthetic
-from chadavit_bench.imaging import ImageReadError
+from chadavit_bench.imaging import ImageReadError, read_planes, scale_to_unit
 from chadavit_bench.protocols.chammi import chammi_score, evaluate_subdataset, nearest_neighbour
 from chadavit_bench.testing import TINY_CHADAVIT, TINY_IMG_SIZE
 
@@ -65,13 +65,20 @@ def hpa_root(tmp_path: Path, n: int = 4, width: int = 6) -> tuple[Path, list[np.
 # --------------------------------------------------------------------------------------- adapter
 
 
+def scale_like(dataset, planes: np.ndarray) -> np.ndarray:
+    """`planes` scaled by the dataset's intensity rule (whatever mode and window it has)."""
+    if hasattr(dataset, "intensity"):
+        return scale_to_unit(planes, dataset.intensity, dataset.window)
+    return scale_to_unit(planes)
+
+
 def test_png_tapes_unfold_pixel_exact_and_columns_are_read(tmp_path: Path) -> None:
     root, stacks = hpa_root(tmp_path)
     dataset = chammi.load_subdataset(root, "chammi-hpa")
     assert dataset.channel_names == ("microtubules", "protein", "nucleus", "er")
     assert dataset.tasks == ("Task_one", "Task_two", "Task_three") and dataset.complete
     for i, stacked in enumerate(stacks):
-        np.testing.assert_array_equal(dataset.read(i), stacked.astype(np.float32) / 255)
+        np.testing.assert_array_equal(dataset.read(i), scale_like(dataset, stacked))
     assert [r.split for r in dataset.records] == ["Train", "Task_one", "Task_two", "Task_three"]
     assert list(dataset.task_rows("Task_three")) == [3]
     assert list(dataset.groups(range(4))) == ["ct0", "ct1", "ct2", "ct0"]
@@ -95,12 +102,11 @@ def test_uint16_ome_tiff_tapes_unfold_pixel_exact(tmp_path: Path) -> None:
     write_meta(
         folder, rows, ["file_path", "channel_width", "train_test_split", "Label", "Task_one", "Task_two"]
     )
-    image = chammi.load_subdataset(tmp_path, "chammi-allen").read(0)
-    expected = planes.astype(np.float32)
-    expected = (expected - expected.min(axis=(1, 2), keepdims=True)) / np.ptp(
-        expected, axis=(1, 2), keepdims=True
-    )
-    np.testing.assert_allclose(image, expected, rtol=0, atol=1e-7)  # uint16: min-max per channel
+    dataset = chammi.load_subdataset(tmp_path, "chammi-allen")
+    # Pixel-exact in the file's own dtype, then scaled as every dataset's pixels are.
+    path = tmp_path / "chammi" / "Allen" / "crops" / "a.ome.tiff"
+    np.testing.assert_array_equal(chammi.unfold_tape(read_planes(path)[0], 4), planes)
+    np.testing.assert_array_equal(dataset.read(0), scale_like(dataset, planes))
 
 
 def _edit_meta(root: Path, column: str, line: int, value: str) -> None:
