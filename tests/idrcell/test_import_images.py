@@ -198,6 +198,9 @@ def test_split_filter_rerun_and_parquet_give_the_same_bytes(tmp_path: Path, coll
     as_parquet, as_csv = snapshot(tmp_path / "c"), snapshot(tmp_path / "a")
     del as_parquet["dataset.json"], as_csv["dataset.json"]  # it names the manifest file
     assert as_parquet == as_csv
+    # Decoding in 2 processes changes nothing.
+    import_images(manifest, tmp_path / "e", split="train", jobs=2)
+    assert snapshot(tmp_path / "e") == snapshot(tmp_path / "a")
     # Another seed shuffles differently.
     import_images(manifest, tmp_path / "d", split="train", seed=1)
     assert snapshot(tmp_path / "d") != snapshot(tmp_path / "a")
@@ -324,6 +327,9 @@ def test_images_that_cannot_be_read_are_skipped_by_name_and_all_bad_writes_nothi
     info = json.loads((out / "dataset.json").read_text())
     assert info["counts"]["samples"] == 1 and len(info["skipped"]) == 3
     assert verify_dataset(out).ok
+    result, parallel = run_bad(folder / "some.csv", tmp_path / "parallel", "--jobs", "2")
+    assert result.exit_code == 0 and sorted(parallel) == sorted(lines)  # the same skips from workers
+    assert snapshot(tmp_path / "parallel") == snapshot(out)
     write_csv(folder / "all_bad.csv", rows[1:])
     result, lines = run_bad(folder / "all_bad.csv", tmp_path / "none")
     assert result.exit_code == 2 and lines[-1].startswith("error: nothing to import")

@@ -631,6 +631,9 @@ def _run_import(out: Path, run) -> None:
     _report_import(result, out)
 
 
+IMPORT_JOBS = typer.Option(
+    1, "--jobs", "-j", min=1, help="Processes decoding images (the output bytes do not depend on it)."
+)
 WINDOW = typer.Option(
     "percentiles",
     "--window",
@@ -653,6 +656,7 @@ def import_images(
     allow_outside: bool = typer.Option(
         False, "--allow-outside", help="Read files outside the manifest's folder too."
     ),
+    jobs: int = IMPORT_JOBS,
     max_shard_samples: int = SHARD_SAMPLES,
     max_shard_bytes: int = SHARD_BYTES,
 ) -> None:
@@ -673,6 +677,7 @@ def import_images(
             split=split,
             window_mode=window,
             allow_outside=allow_outside,
+            jobs=jobs,
             progress=progress,
         ),
     )
@@ -693,6 +698,7 @@ def import_chammi(
         help="bench (8-bit pixels as they are, others by min and max, as chadavit-bench reads "
         "them), percentiles, dtype or minmax.",
     ),
+    jobs: int = IMPORT_JOBS,
     max_shard_samples: int = SHARD_SAMPLES,
     max_shard_bytes: int = SHARD_BYTES,
 ) -> None:
@@ -712,6 +718,7 @@ def import_chammi(
             seed=seed,
             limits=ShardLimits(max_shard_samples, max_shard_bytes),
             window_mode=window,
+            jobs=jobs,
             progress=progress,
         ),
     )

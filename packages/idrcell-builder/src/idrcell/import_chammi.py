@@ -117,6 +117,7 @@ def import_chammi(
     seed: int = 0,
     limits: ShardLimits = ShardLimits(),
     window_mode: str = "bench",
+    jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
     """Import `split` of the chosen CHAMMI sub-datasets into `out` (see the module's docstring)."""
@@ -143,5 +144,6 @@ def import_chammi(
         limits=limits,
         window_mode=window_mode,
         imported_from={"layout": "CHAMMI", "split": split, "subsets": list(subsets)},
+        jobs=jobs,
         progress=progress,
     )

@@ -19,7 +19,9 @@ import functools
 import hashlib
 import json
 import math
+import multiprocessing
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from idrcell.dataset import (
     UnusableSample,
     check_output_dir,
     current_summary,
+    shuffled,
     write_dataset,
 )
 from idrcell.image_files import LAYOUTS, WINDOW_MODES, ImageFileError, ImageSpec, render_image
@@ -254,6 +257,34 @@ def _read_sample(study: str, container: str, row: ImageRow, window_mode: str) ->
     return sample_members(meta["key"], meta, pngs)
 
 
+class ReadAhead:
+    """Samples decoded by `jobs` worker processes ahead of the writer, which asks for them in order.
+
+    `write_dataset` reads sources one by one in its shuffled order; this computes the same order
+    and keeps up to `window` samples in flight, so decoding runs in parallel while the bytes stay
+    those of a one-process import (every sample is a pure function of its files).
+    """
+
+    def __init__(self, sources: Sequence[SampleSource], seed: int, jobs: int, window: int) -> None:
+        self.order = [source.key for source in shuffled(sources, seed)]
+        self.reads = {source.key: source.read for source in sources}
+        self.pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+        self.window = window
+        self.pending: dict[str, Future[list[Member]]] = {}
+        self.submitted = 0
+
+    def read(self, key: str) -> list[Member]:
+        while self.submitted < len(self.order) and len(self.pending) < self.window:
+            ahead = self.order[self.submitted]
+            self.pending[ahead] = self.pool.submit(self.reads[ahead])
+            self.submitted += 1
+        future = self.pending.pop(key, None)
+        return future.result() if future is not None else self.reads[key]()  # UnusableSample re-raised
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _fingerprint(rows: Sequence[ImageRow], settings: dict[str, Any]) -> str:
     """What the output depends on: every row as parsed, each file's size and time, and the settings."""
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
@@ -274,9 +305,13 @@ def write_images(
     limits: ShardLimits,
     window_mode: str,
     imported_from: dict[str, Any],
+    jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
-    """Write `rows` as an idrcell-v1 dataset in `out`; nothing happens when it is already complete."""
+    """Write `rows` as an idrcell-v1 dataset in `out`; nothing happens when it is already complete.
+
+    `jobs` > 1 decodes images in that many processes; the bytes do not depend on it.
+    """
     if window_mode not in WINDOW_MODES:
         raise ValueError(f"window mode must be one of {WINDOW_MODES}, got {window_mode!r}")
     settings = {
@@ -304,6 +339,9 @@ def write_images(
         "experiments": [{"study": study, "container": name} for name in containers],
         "imported_from": {**imported_from, "images": len(rows), "window": window_mode},
     }
+    ahead = ReadAhead(sources, seed, jobs, window=4 * jobs) if jobs > 1 else None
+    if ahead is not None:
+        sources = [SampleSource(s.key, s.nbytes, functools.partial(ahead.read, s.key)) for s in sources]
     try:
         summary = write_dataset(
             out,
@@ -316,6 +354,9 @@ def write_images(
         )
     except EmptyDatasetError as error:
         raise ImportInputError([f"nothing to import: {error}"]) from None
+    finally:
+        if ahead is not None:
+            ahead.close()
     return ImportResult(summary, len(rows), already_done=False)
 
 
@@ -329,6 +370,7 @@ def import_images(
     split: str | None = None,
     window_mode: str = "percentiles",
     allow_outside: bool = False,
+    jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
     """Import the images a manifest lists into `out` (see the module's docstring)."""
@@ -347,5 +389,6 @@ def import_images(
         limits=limits,
         window_mode=window_mode,
         imported_from={"layout": "manifest", "manifest": manifest.name, "split": split},
+        jobs=jobs,
         progress=progress,
     )
