@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from chadavit.atomic import atomic_write
+from chadavit.hub_remote import RELEASED_MD5, download_checkpoint, download_model_dir, file_md5, is_hub_id
 from chadavit.models.base import PackedViT
 from chadavit.models.config import ViTConfig
 from chadavit.models.registry import build_model, model_config
@@ -115,8 +116,18 @@ def _read_weights(path: Path, device: str) -> dict[str, torch.Tensor]:
         raise ModelFileError(f"cannot read weights {path}: {error}") from error
 
 
-def from_pretrained(directory: str | Path, map_location: str | torch.device = "cpu") -> PackedViT:
-    """Rebuild a model saved by `save_pretrained`, weights restored exactly, in eval mode."""
+def from_pretrained(
+    directory: str | Path,
+    map_location: str | torch.device = "cpu",
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> PackedViT:
+    """Rebuild a model saved by `save_pretrained`, weights restored exactly, in eval mode.
+
+    `directory`: a local folder, or a Hugging Face Hub id ("org/name") of such a folder pushed to
+    the Hub, fetched through `huggingface_hub` (HF cache, `revision`, `HF_HUB_OFFLINE`)."""
+    if is_hub_id(directory):
+        directory = download_model_dir(str(directory), revision=revision, cache_dir=cache_dir)
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     for path in (config_path, weights_path):
@@ -272,19 +283,41 @@ def _released_config(state: dict[str, torch.Tensor], num_heads: int, path: Path)
         raise ModelFileError(f"{path} holds no usable ChAda-ViT backbone: {error}") from error
 
 
-def load_released_checkpoint(path: str | Path, weights: str = "student", num_heads: int = 2) -> PackedViT:
+def load_released_checkpoint(
+    path: str | Path,
+    weights: str = "student",
+    num_heads: int = 2,
+    filename: str | None = None,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> PackedViT:
     """The authors' `chadavit16-moyen` Lightning `.ckpt` as a `chadavit_moyen_v1` model, in eval mode.
 
+    `path`: a local `.ckpt`, or a Hub id (e.g. "nicoboou/chadavit16-moyen") whose `.ckpt`
+    (`filename`, else the repo's only one) is fetched through `huggingface_hub`.
     `weights`: "student" (`backbone.`, or the older `encoder.`; the authors' own choice) or
-    "teacher" (`momentum_backbone.`). The file does not record the head count: the training
-    scripts use 2, the authors' notebook 12. Unknown or missing keys raise an error listing them.
+    "teacher" (`momentum_backbone.`). The file does not record the head count; 2 is what the
+    authors' training and evaluation scripts build (their notebook's class default of 12 gives the
+    same tensor shapes: docs/model.md). Unknown or missing keys raise an error listing them.
+    `model.checkpoint_md5` is the file's MD5 and `model.is_authors_release` whether it is the one
+    the authors published (MD5 e8a24ac58b8e34bdce10e0024d507f2e); a mismatch is logged.
     """
     if weights not in RELEASED_PREFIXES:
         raise ValueError(f"weights must be 'student' or 'teacher', got {weights!r}")
     if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
         raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}")
+    if is_hub_id(path):
+        path = download_checkpoint(str(path), filename=filename, revision=revision, cache_dir=cache_dir)
     path = Path(path)
     state = _backbone_state(read_checkpoint(path), weights, path)
     model = build_model(_released_config(state, num_heads, path))
     _load_strict(model, state, f"{path} ({weights})")
+    model.checkpoint_md5 = file_md5(path)
+    model.is_authors_release = model.checkpoint_md5 == RELEASED_MD5
+    if model.is_authors_release:
+        logger.info("%s is the authors' released checkpoint (MD5 %s)", path, RELEASED_MD5)
+    else:
+        logger.warning(
+            "%s is not the authors' release: MD5 %s, expected %s", path, model.checkpoint_md5, RELEASED_MD5
+        )
     return model.eval()
