@@ -16,6 +16,7 @@ from chadavit_bench.cli import RunRequest, app
 from chadavit_bench.datasets import discover
 from chadavit_bench.embed import resize
 from chadavit_bench.protocols.knn import KnnConfig, knn_predict, run_knn
+from chadavit_bench.protocols.online_probe import OnlineImages, augmented_view, encode, run_online_probe
 from chadavit_bench.protocols.paper_heads import PaperHeadConfig, run_linear_mse_regression, warmup_cosine
 from chadavit_bench.testing import TINY_CHADAVIT, TINY_IMG_SIZE
 
@@ -61,6 +62,30 @@ def test_a_pinned_size_reads_that_file(synthetic_root: Path, tmp_path: Path) -> 
     assert paper["bloodmnist"].read(0).shape[-1] == side
 
 
+def test_the_online_probe_learns_from_augmented_views_deterministically() -> None:
+    from chadavit.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(
+        "chadavit_petit", embed_dim=32, depth=1, num_heads=2, img_size=32, patch_size=8
+    ).eval()
+    rng = np.random.default_rng(0)
+    # Class 1 images are bright, class 0 dark: any crop of them tells the class.
+    labels = np.array([0, 1] * 8)
+    noise = rng.uniform(0, 0.05, (16, 2, 40, 40)).astype(np.float32)
+    images = [np.float32(0.1 + 0.8 * k) + noise[i] for i, k in enumerate(labels)]
+    source = OnlineImages(lambda i: images[i], 32, batch_size=16)
+    query = torch.cat(
+        [encode(model, [torch.from_numpy(images[i][:, 4:36, 4:36])], "cls", "cpu") for i in range(16)]
+    )
+    config = PaperHeadConfig(epochs=20, warmup_epochs=1, base_lr=2.0)
+    args = (model, source, range(16), labels, query.numpy(), labels, 2, "cls", 0, config)
+    first = run_online_probe(*args)
+    assert first["accuracy"] == 1.0 and first == run_online_probe(*args)
+    view = augmented_view(images[0], 32, torch.Generator().manual_seed(0))
+    assert view.shape == (2, 32, 32) and 0.0 <= float(view.min()) <= float(view.max()) <= 1.0
+
+
 def test_the_authors_schedule_and_linear_mse_head() -> None:
     config = PaperHeadConfig()
     lrs = warmup_cosine(config, steps_per_epoch=4)
@@ -93,10 +118,10 @@ def test_run_all_under_both_protocols(synthetic_root: Path, tmp_path: Path) -> N
         out = tmp_path / protocol
         result = CliRunner().invoke(
             app,
-            ["run-all", "--quick", "--protocol", protocol, "--tasks", "knn,regression",
+            ["run-all", "--quick", "--protocol", protocol, "--tasks", "knn,regression,linear",
              "--data-root", str(synthetic_root), "--out", str(out),
              "--img-size", str(TINY_IMG_SIZE), "--workers", "1", "-m", TINY_CHADAVIT,
-             "-d", "bloodmnist", "-d", "cyclops", "-d", "nfkb"],
+             "-d", "bloodmnist", "-d", "cyclops", "-d", "nfkb", "--max-images", "40"],
             catch_exceptions=False,
         )  # fmt: skip
         assert result.exit_code == 0, result.output
@@ -107,6 +132,12 @@ def test_run_all_under_both_protocols(synthetic_root: Path, tmp_path: Path) -> N
     # The authors' NF-kB head runs one fit per seed (--quick: 2); ridge has no seed.
     assert set(paper[paper["task"] == "regression"]["seed"]) == {0, 1}
     assert set(default[default["task"] == "regression"]["seed"]) == {0}
+    # The authors' probe: every fraction and seed, on both feature kinds, like the default one.
+    linear = ["dataset", "features", "regime", "seed"]
+    assert (
+        len(paper[(paper["task"] == "linear") & (paper["metric"] == "accuracy")].drop_duplicates(linear))
+        == 24
+    )
     knn = paper[paper["task"] == "knn"]
     wide = knn.pivot_table(index=["dataset", "features"], columns="metric", values="value")
     assert len(wide) == 4 and bool((wide["accuracy_best_of_sweep"] >= wide["accuracy"]).all())
@@ -114,5 +145,6 @@ def test_run_all_under_both_protocols(synthetic_root: Path, tmp_path: Path) -> N
         config = json.loads((out / "run.json").read_text())["config"]
         assert config["protocol"] == protocol
         assert config["image_prep"] == ("resize_center_crop" if protocol == "paper" else "resize")
-        named = "Protocol: **paper**" in (out / "report.md").read_text()
-        assert named == (protocol == "paper")
+        report = (out / "report.md").read_text()
+        assert ("Protocol: **paper**" in report) == (protocol == "paper")
+        assert ("The authors' probe" in report) == (protocol == "paper")

@@ -10,6 +10,7 @@ from chadavit_bench.protocols.joint import JointConfig
 from chadavit_bench.protocols.knn import KnnConfig
 from chadavit_bench.protocols.linear import LinearProbeConfig
 from chadavit_bench.protocols.lowdata import FRACTIONS
+from chadavit_bench.protocols.paper_heads import PaperHeadConfig
 from chadavit_bench.protocols.reconstruction import ReconstructionConfig
 from chadavit_bench.protocols.regression import RegressionConfig
 
@@ -28,6 +29,8 @@ class BenchConfig:
     # Dataset files to read at a given size instead of the loader's choice, e.g. (("bloodmnist", 28),).
     dataset_sizes: tuple[tuple[str, int], ...] = ()
     linear: LinearProbeConfig = field(default_factory=LinearProbeConfig)
+    linear_online: bool = False  # the authors' probe on augmented images (--protocol paper)
+    online_probe: PaperHeadConfig = field(default_factory=PaperHeadConfig)
     regression: RegressionConfig = field(default_factory=RegressionConfig)
     reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
     reconstruction_inputs: tuple[str, ...] = ("DAPI", "Tubulin")
@@ -49,6 +52,7 @@ def quick_config(config: BenchConfig, seeds: int | None = None) -> BenchConfig:
         seeds=seeds if seeds is not None else 2,
         knn_grid=False,
         linear=dataclasses.replace(config.linear, epochs=30, min_steps=200),
+        online_probe=dataclasses.replace(config.online_probe, epochs=3, warmup_epochs=1),
         reconstruction=dataclasses.replace(config.reconstruction, epochs=15),
         joint=dataclasses.replace(config.joint, max_per_group=50),
         attention_images=1,

@@ -8,10 +8,12 @@ Table 1 and its appendix):
   evaluation transforms `T_val`: Resize 256 + CenterCrop 224, src/data/classification_dataloader.py
   lines 107-130 and after);
 - BloodMNIST: the 28 x 28 file, as in the paper's Table 1 (default: the largest file present);
-- NF-kB: the authors' nn.Linear + MSE head (chadavit_bench.protocols.paper_heads) instead of ridge.
+- NF-kB: the authors' nn.Linear + MSE head (chadavit_bench.protocols.paper_heads) instead of ridge;
+- linear probe: theirs, on RandomResizedCrop + flip views of the images, fresh every epoch
+  (chadavit_bench.protocols.online_probe), instead of the cached-feature probe.
 
-What `paper` does not change yet (docs/bench.md, "The authors' protocols"): the linear probe stays
-the cached-feature probe and "tokens" stays the mean patch token.
+What `paper` does not change yet (docs/bench.md, "The authors' protocols"): "tokens" stays the mean
+patch token (their appendix flattens every patch token).
 """
 
 from __future__ import annotations
@@ -37,4 +39,5 @@ def apply_protocol(config: BenchConfig, protocol: str) -> BenchConfig:
         image_prep="resize_center_crop",
         dataset_sizes=PAPER_DATASET_SIZES,
         regression=dataclasses.replace(config.regression, head="linear_mse"),
+        linear_online=True,
     )

@@ -1,4 +1,5 @@
-"""`linear`: a linear probe at 1 %, 10 % and 100 % of the training split, over seeds."""
+"""`linear`: a linear probe at 1 %, 10 % and 100 % of the training split, over seeds: on cached,
+standardised features (default), or the authors' probe on augmented images (`--protocol paper`)."""
 
 from __future__ import annotations
 
@@ -17,21 +18,29 @@ from chadavit_bench.tasks.selection import EachOfKind
 def run(context: ModelContext, datasets: tuple[str, ...]) -> TaskOutput:
     from chadavit_bench.protocols.linear import run_linear_probe  # scikit-learn: only when a task runs
     from chadavit_bench.protocols.lowdata import stratified_subset
+    from chadavit_bench.protocols.online_probe import OnlineImages, run_online_probe
 
     (name,) = datasets
     dataset, fit, evaluate = context.splits(name)
     labels = dataset.labels(range(len(dataset)))
     warning = one_class(labels[fit], labels[evaluate], dataset.class_names)
     config = context.config
+    images = OnlineImages(dataset.read, config.img_size, config.batch_size, config.device)
     output = TaskOutput()
     for kind, x in context.usable_features(name, "linear", "accuracy", output):
         for fraction in config.fractions:
             for seed in range(config.seeds):
                 chosen = fit[stratified_subset(labels[fit], fraction, seed)]
-                metrics = run_linear_probe(
-                    x[chosen], labels[chosen], x[evaluate], labels[evaluate], len(dataset.class_names),
-                    seed, config.linear,
-                )  # fmt: skip
+                if config.linear_online:
+                    metrics = run_online_probe(
+                        context.loaded.model, images, chosen, labels[chosen], x[evaluate], labels[evaluate],
+                        len(dataset.class_names), kind, seed, config.online_probe,
+                    )  # fmt: skip
+                else:
+                    metrics = run_linear_probe(
+                        x[chosen], labels[chosen], x[evaluate], labels[evaluate], len(dataset.class_names),
+                        seed, config.linear,
+                    )  # fmt: skip
                 output.rows += context.rows(metrics, name, "linear", kind, fraction, seed)
         output.flags += context.flag(name, "linear", kind, warning)
     return output
@@ -51,7 +60,11 @@ def section(report: ReportContext) -> list[Block]:
     return [
         Heading("Linear probe and low-data regimes (Figure 4)"),
         Paragraph(
-            "A linear classifier on standardised frozen features, trained on a stratified, seeded "
+            "The authors' probe: a linear classifier on the frozen encoder's features of "
+            "RandomResizedCrop + flip views, fresh every epoch (AdamW, 150 epochs, no standardisation), "
+            "trained on a stratified, seeded fraction of the training split."
+            if (report.run.get("config") or {}).get("linear_online")
+            else "A linear classifier on standardised frozen features, trained on a stratified, seeded "
             "fraction of the training split."
         ),
         Figure(figure, "Linear-probe accuracy against the fraction of training data (CLS features)"),
