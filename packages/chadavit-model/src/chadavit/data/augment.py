@@ -9,6 +9,7 @@ come from one `torch.Generator`, so a batch's views are a pure function of its s
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -91,6 +92,8 @@ class MultiCrop:
     channel_counts: Tensor
     global_views: tuple[Tensor, ...]
     local_views: tuple[Tensor, ...]
+    # Per image the names of its channels in the views' order (after shuffle and drop), when given.
+    channel_names: tuple[tuple[str, ...], ...] | None = None
 
 
 def _uniform(generator: torch.Generator, shape: tuple[int, ...], low: float, high: float) -> Tensor:
@@ -241,13 +244,13 @@ def _blur_sigmas(generator: torch.Generator, counts: Tensor, p: float, config: A
     return torch.where(chosen, sigma, torch.zeros_like(sigma)).repeat_interleave(counts)
 
 
-def shuffle_and_drop_channels(
+def channel_orders(
     images: list[Tensor], generator: torch.Generator, config: AugmentConfig
-) -> list[Tensor]:
-    """The optional channel augmentations, applied once per image so every view agrees."""
+) -> list[Tensor] | None:
+    """Per image the channels it keeps, in their new order (shuffle, drop); None when both are off."""
     if not config.channel_shuffle and config.channel_drop_p == 0.0:
-        return images
-    out = []
+        return None
+    orders = []
     for image in images:
         order = torch.arange(image.shape[0])
         if config.channel_shuffle:
@@ -257,8 +260,16 @@ def shuffle_and_drop_channels(
             if not bool(keep.any()):
                 keep[torch.randint(0, image.shape[0], (1,), generator=generator)] = True
             order = order[keep]
-        out.append(image[order])
-    return out
+        orders.append(order)
+    return orders
+
+
+def shuffle_and_drop_channels(
+    images: list[Tensor], generator: torch.Generator, config: AugmentConfig
+) -> list[Tensor]:
+    """The optional channel augmentations, applied once per image so every view agrees."""
+    orders = channel_orders(images, generator, config)
+    return images if orders is None else [image[order] for image, order in zip(images, orders, strict=True)]
 
 
 def _make_view(
@@ -279,11 +290,23 @@ def _make_view(
     return solarize(view, counts, generator, solarize_p)
 
 
-def multi_crop(images: list[Tensor], generator: torch.Generator, config: AugmentConfig) -> MultiCrop:
-    """2 global and `n_local_crops` local views of (C_i, H, W) uint8 or [0, 1] float images."""
+def multi_crop(
+    images: list[Tensor],
+    generator: torch.Generator,
+    config: AugmentConfig,
+    channel_names: Sequence[Sequence[str]] | None = None,
+) -> MultiCrop:
+    """2 global and `n_local_crops` local views of (C_i, H, W) uint8 or [0, 1] float images.
+
+    `channel_names` (per image, per channel) follow the channels through shuffle and drop."""
     if not images:
         raise ValueError("multi_crop needs at least one image")
-    images = shuffle_and_drop_channels(images, generator, config)
+    orders = channel_orders(images, generator, config)
+    if orders is not None:
+        images = [image[order] for image, order in zip(images, orders, strict=True)]
+    names = None if channel_names is None else tuple(tuple(n) for n in channel_names)
+    if names is not None and orders is not None:
+        names = tuple(tuple(n[i] for i in order.tolist()) for n, order in zip(names, orders, strict=True))
     counts = torch.tensor([image.shape[0] for image in images], dtype=torch.long)
     pixels = torch.cat(images, dim=0)
     pixels = pixels.float().div_(255.0) if pixels.dtype == torch.uint8 else pixels.float()
@@ -306,4 +329,4 @@ def multi_crop(images: list[Tensor], generator: torch.Generator, config: Augment
         )
         for _ in range(config.n_local_crops)
     )
-    return MultiCrop(counts, global_views, local_views)
+    return MultiCrop(counts, global_views, local_views, names)

@@ -35,6 +35,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from chadavit.batch import ChannelBatch
+from chadavit.channels import ChannelNormaliser
 from chadavit.data.augment import AugmentConfig, multi_crop
 from chadavit.data.buckets import batches_by_channel_count
 from chadavit.data.shards import (
@@ -80,6 +81,11 @@ class DataConfig:
     # N: train on the images with at least N channels, keeping their first N (the paper's standard
     # 3-channel ViT; the authors' IDRCell100K_3Channels, src/data/custom_datasets.py lines 293-296).
     first_channels: int | None = None
+    # A YAML or JSON table of channel names -> raw labels (chadavit.channels) over the built-in one;
+    # with a name-embedding model its names are the vocabulary. `channel_min_count`: otherwise the
+    # vocabulary is the names seen at least this many times in the dataset.
+    channel_vocab: str | None = None
+    channel_min_count: int = 1
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -88,6 +94,8 @@ class DataConfig:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
         if self.augment_on not in ("auto", "loader", "device"):
             raise ValueError(f"data.augment_on must be auto, loader or device, got {self.augment_on!r}")
+        if self.channel_min_count < 1:
+            raise ValueError(f"data.channel_min_count must be >= 1, got {self.channel_min_count}")
         if self.max_pending_batches < 1:
             raise ValueError(f"data.max_pending_batches must be >= 1, got {self.max_pending_batches}")
         for name in ("samples_per_rank", "steps_per_epoch", "first_channels"):
@@ -148,6 +156,7 @@ class MultiCropBatch:
     step: int
     skipped: int = 0
     images: Tensor | None = None
+    channel_names: tuple[tuple[str, ...], ...] | None = None  # per image, when the model reads names
 
     def with_views(
         self, augment: AugmentConfig, seed: int, epoch: int, rank: int, device: torch.device
@@ -160,19 +169,26 @@ class MultiCropBatch:
             list(torch.split(images, self.channel_counts.tolist())),
             augment_generator(seed, epoch, self.step, rank),
             augment,
+            self.channel_names,
         )
         return MultiCropBatch(
-            views.channel_counts, views.global_views, views.local_views, self.keys, self.step, self.skipped
+            views.channel_counts,
+            views.global_views,
+            views.local_views,
+            self.keys,
+            self.step,
+            self.skipped,
+            channel_names=views.channel_names,
         )
 
     def __len__(self) -> int:
         return self.channel_counts.numel()
 
     def global_batches(self) -> list[ChannelBatch]:
-        return [ChannelBatch(view, self.channel_counts) for view in self.global_views]
+        return [ChannelBatch(view, self.channel_counts, self.channel_names) for view in self.global_views]
 
     def local_batches(self) -> list[ChannelBatch]:
-        return [ChannelBatch(view, self.channel_counts) for view in self.local_views]
+        return [ChannelBatch(view, self.channel_counts, self.channel_names) for view in self.local_views]
 
     def pin_memory(self) -> MultiCropBatch:
         return MultiCropBatch(
@@ -183,6 +199,7 @@ class MultiCropBatch:
             self.step,
             self.skipped,
             None if self.images is None else self.images.pin_memory(),
+            self.channel_names,
         )
 
 
@@ -202,6 +219,8 @@ class EpochPlan:
     max_channels: int | None = None
     start_step: int = 0
     output: str = "views"  # "views", "images" (views are made on the device) or "keys" (tests, bench)
+    # Set for a model that embeds channels by name: batches carry each channel's canonical name.
+    channel_normaliser: ChannelNormaliser | None = None
 
 
 def plan_epochs(shard_set: ShardSet, data: DataConfig, rank: int, world_size: int) -> tuple[int, int]:
@@ -317,14 +336,34 @@ def _to_batch(plan: EpochPlan, numbered: tuple[int, list[DecodedSample], int]) -
     step, samples, skipped = numbered
     keys = tuple(sample.key for sample in samples)
     counts = torch.tensor([sample.n_channels for sample in samples], dtype=torch.long)
+    names = None
+    if plan.channel_normaliser is not None:
+        names = tuple(channel_names_of(sample, plan.channel_normaliser) for sample in samples)
     if plan.output == "keys":
-        return MultiCropBatch(counts, (), (), keys, step, skipped)
+        return MultiCropBatch(counts, (), (), keys, step, skipped, channel_names=names)
     if plan.output == "images":
         images = torch.cat([sample.pixels for sample in samples])
-        return MultiCropBatch(counts, (), (), keys, step, skipped, images)
+        return MultiCropBatch(counts, (), (), keys, step, skipped, images, names)
     generator = augment_generator(plan.seed, plan.epoch, step, plan.rank)
-    views = multi_crop([sample.pixels for sample in samples], generator, plan.augment)
-    return MultiCropBatch(views.channel_counts, views.global_views, views.local_views, keys, step, skipped)
+    views = multi_crop([sample.pixels for sample in samples], generator, plan.augment, names)
+    return MultiCropBatch(
+        views.channel_counts,
+        views.global_views,
+        views.local_views,
+        keys,
+        step,
+        skipped,
+        channel_names=views.channel_names,
+    )
+
+
+def channel_names_of(sample: DecodedSample, normaliser: ChannelNormaliser) -> tuple[str, ...]:
+    """The canonical name of each of the sample's channels, from KEY.json's `channels[i].label`."""
+    channels = sample.metadata.get("channels")
+    entries = channels if isinstance(channels, list) else []
+    labels = [entry.get("label") if isinstance(entry, dict) else None for entry in entries]
+    labels += [None] * (sample.n_channels - len(labels))  # a missing label is `unknown`
+    return normaliser.names_of(labels[: sample.n_channels])
 
 
 def stream_pipeline(plan: EpochPlan, stream: int) -> wds.DataPipeline:

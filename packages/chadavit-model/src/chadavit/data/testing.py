@@ -48,9 +48,16 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def sample_members(key: str, pixels: np.ndarray, study: str = "idr0000-synthetic") -> list[tuple[str, bytes]]:
-    """The tar members (`KEY.json`, `KEY.c00.png`, ...) of one idrcell-v1 sample."""
+def sample_members(
+    key: str,
+    pixels: np.ndarray,
+    study: str = "idr0000-synthetic",
+    labels: Sequence[str | None] | None = None,
+) -> list[tuple[str, bytes]]:
+    """The tar members (`KEY.json`, `KEY.c00.png`, ...) of one idrcell-v1 sample; `labels`: the
+    channels' `label`s (null by default)."""
     n_channels = int(pixels.shape[0])
+    labels = list(labels) if labels is not None else [None] * n_channels
     metadata = {
         "schema": SCHEMA,
         "key": key,
@@ -65,7 +72,7 @@ def sample_members(key: str, pixels: np.ndarray, study: str = "idr0000-synthetic
         "cell_line": None,
         "n_channels": n_channels,
         "channels": [
-            {"index": i, "label": None, "emission_wavelength": None, "window": None}
+            {"index": i, "label": labels[i], "emission_wavelength": None, "window": None}
             for i in range(n_channels)
         ],
         "source": {
@@ -90,6 +97,8 @@ def write_image_shards(
 ) -> list[str]:
     """Write (C, H, W) uint8 `images` as `DIR/shards/idrcell-NNNNNN.tar` plus `DIR/dataset.json`.
 
+    An item of `images` may also be `(pixels, channel labels)`.
+
     `shard_sizes` is the number of samples of each shard in turn, or one size for every shard until
     the images run out. Returns the sample keys in order; the same images give the same bytes.
     """
@@ -106,9 +115,10 @@ def write_image_shards(
         with tarfile.open(
             shard_dir / f"idrcell-{shard_index:06d}.tar", "w", format=tarfile.USTAR_FORMAT
         ) as tar:
-            for pixels in batch:
+            for item in batch:
+                pixels, labels = item if isinstance(item, tuple) else (item, None)
                 key = f"{study}_sample_{len(keys):06d}"
-                for name, data in sample_members(key, pixels, study):
+                for name, data in sample_members(key, pixels, study, labels):
                     _add(tar, name, data)
                 keys.append(key)
         shards += 1

@@ -73,9 +73,7 @@ class DINONetwork(nn.Module):
             while end < len(views) and views[end].image_size == views[start].image_size:
                 end += 1
             group = views[start:end]
-            merged = ChannelBatch(
-                torch.cat([v.pixels for v in group]), torch.cat([v.channel_counts for v in group])
-            )
+            merged = ChannelBatch.concat(group)  # channel names too, when the views have them
             # One row per sample: an image, or a channel for the one-channel ViT (whose head is
             # therefore sized at embed_dim, not C x embed_dim; see PackedViT.training_embeddings).
             embeddings.append(self.backbone.training_embeddings(merged, padded=self.padded))

@@ -124,9 +124,7 @@ class SupervisedNetwork(nn.Module):
             while end < len(views) and views[end].image_size == views[start].image_size:
                 end += 1
             group = views[start:end]
-            merged = ChannelBatch(
-                torch.cat([v.pixels for v in group]), torch.cat([v.channel_counts for v in group])
-            )
+            merged = ChannelBatch.concat(group)  # channel names too, when the views have them
             embeddings.append(self.backbone(merged, padded=self.padded))
             start = end
         merged = torch.cat(embeddings)

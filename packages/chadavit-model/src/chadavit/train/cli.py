@@ -236,6 +236,14 @@ def main(
     padded: Annotated[
         bool | None, typer.Option("--padded/--padding-free", help=f"Forward path. {_default('padded')}")
     ] = None,
+    channel_vocab: Annotated[
+        Path | None,
+        typer.Option(
+            "--channel-vocab",
+            help="Channel names -> raw labels (YAML/JSON) over the built-in table; with "
+            "--set model.channel_embedding=name its names are the model's vocabulary.",
+        ),
+    ] = None,
     model_arg: Annotated[
         list[str] | None,
         typer.Option(help="Model override KEY=VALUE, e.g. embed_dim=32 (repeatable)."),

@@ -97,6 +97,9 @@ class TrainConfig:
         """A copy with dotted keys replaced: {"data.batch_size": 8, "epochs": 2}."""
         merged = self.to_dict()
         for dotted, value in overrides.items():
+            if dotted.startswith("model."):  # model.X=V sets the model override X (e.g. channel_embedding)
+                merged["model_overrides"] = {**merged["model_overrides"], dotted[len("model.") :]: value}
+                continue
             target = merged
             *parents, leaf = dotted.split(".")
             for parent in parents:
@@ -142,6 +145,7 @@ RULES: dict[str, Rule] = {
     "data.max_pending_batches": at_least(1),
     "data.image_size": at_least(1, 8192),
     "data.first_channels": at_least(1, 1024),
+    "data.channel_min_count": at_least(1),
     "augment.global_crop_size": at_least(1, 8192),
     "augment.local_crop_size": at_least(1, 8192),
     "augment.n_local_crops": at_least(0, 64),
@@ -233,8 +237,13 @@ def _check_fields(instance: Any, where: str) -> None:
 def check_config(config: TrainConfig) -> None:
     """Every value of `config` of its annotated type and in range, and the model buildable."""
     _check_fields(config, "")
+    overrides = dict(config.model_overrides)
+    if overrides.get("channel_embedding", "slot") != "slot" and not overrides.get("channel_vocab"):
+        # The vocabulary is built from the data when the run starts (train/preflight.py); any
+        # name stands in for it while the rest of the model's settings are checked.
+        overrides["channel_vocab"] = ("dna",)
     try:
-        model = model_config(config.model, **dict(config.model_overrides))
+        model = model_config(config.model, **overrides)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"model_overrides: {error}") from error
     if model.architecture == "standard" and config.data.first_channels != 3:

@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from chadavit.atomic import atomic_write_text
 from chadavit.batch import ChannelBatch
+from chadavit.data.channel_vocab import loader_normaliser
 from chadavit.data.loader import EpochPlan, ShardSet, make_epoch_loader, plan_epochs
 from chadavit.seeding import derive_seed
 from chadavit.ssl.methods import build_objective
@@ -347,6 +348,9 @@ class Trainer:
             max_channels=max_channels,
             start_step=start_step,
             output="images" if self.augment_on_device else "views",
+            channel_normaliser=loader_normaliser(
+                self.config, getattr(self.objective.backbone, "uses_names", False)
+            ),
         )
 
     def _log(self, step: int, loss: Tensor, in_sync: bool | None, seconds: float) -> StepMetrics:

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from chadavit.data.channel_vocab import with_channel_vocabulary
 from chadavit.data.loader import DataConfig, ShardSet, plan_epochs
 from chadavit.train import checkpoint as ckpt
 from chadavit.train.config import TrainConfig, check_config
@@ -68,6 +69,7 @@ def prepare(config: TrainConfig) -> PreparedRun:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"run folder {out} cannot be written ({existing} is not writable)")
     shard_set = ShardSet.scan(config.data_dir)  # a missing or empty data dir fails here, once
+    config = with_channel_vocabulary(config)  # name-embedding models: the vocabulary, from the data
     world_size = world_size_of(config)
     found = ckpt.resolve_resume(config.resume, config.out_dir)  # a bad --resume before the data checks
     check_batch_fits(shard_set, config.data, world_size)
