@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from idrcell.emulator.catalogue_model import (
+    CELL_LAYOUTS,
     PIXEL_TYPES,
     STRUCTURES,
     Catalogue,
@@ -250,6 +251,15 @@ class _StudyContext:
             raise self.builder.error(f"{self.where}.{key}", "must be a non-empty list of strings")
         return value
 
+    def cell_layout(self) -> str:
+        """The study's `cell_layout` (no random draw: other studies' catalogues stay as they were)."""
+        layout = self.study.get("cell_layout", "field")
+        if layout not in CELL_LAYOUTS:
+            raise self.builder.error(
+                f"{self.where}.cell_layout", f"must be one of {', '.join(CELL_LAYOUTS)}, got {layout!r}"
+            )
+        return str(layout)
+
     def new_image(
         self, name: str, image_spec: Mapping[str, Any], channels: list[dict[str, Any]], **links: Any
     ) -> Image:
@@ -283,6 +293,7 @@ class _StudyContext:
             default_z=size_z // 2,
             default_t=0,
             study=self.name,
+            cell_layout=self.cell_layout(),
             **links,
         )
         builder.images[image_id] = image

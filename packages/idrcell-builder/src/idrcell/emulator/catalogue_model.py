@@ -20,6 +20,7 @@ STRUCTURES: tuple[str, ...] = (
     "real_cell",
     "real_nuclei",
 )
+CELL_LAYOUTS: tuple[str, ...] = ("field", "single")
 STUDY_INFO_NS = "idr.openmicroscopy.org/study/info"
 
 
@@ -56,6 +57,7 @@ class Image:
     well_id: int | None = None
     dataset_id: int | None = None
     project_id: int | None = None
+    cell_layout: str = "field"  # "field": many cells; "single": one cell near the centre (pixels.py)
 
     @property
     def size_c(self) -> int:

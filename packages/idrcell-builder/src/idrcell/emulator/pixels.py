@@ -1,7 +1,9 @@
 """Pixels that look like fluorescence microscopy, synthesised lazily per plane.
 
 Every image gets a field of cells (centres, radii, irregular outlines) seeded by (catalogue seed,
-image id, timepoint); each channel draws a different structure of those same cells: nuclei,
+image id, timepoint), or, in a study whose `cell_layout` is "single", one cell near the centre, as in
+the single-cell crops that profiling datasets publish; each channel draws a different structure of
+those same cells: nuclei,
 cytoplasm, puncta (organelles), membranes, filaments, or a bright-field-like texture. The
 `real_cell` / `real_nuclei` structures crop real microscopy shipped with scikit-image
 (`data.cell()`, `data.human_mitosis()`) when it loads offline, and fall back to the synthetic
@@ -38,6 +40,13 @@ class CellField:
     radii: np.ndarray  # (N,) cell radius in pixels
     nucleus_ratio: np.ndarray  # (N,) nucleus radius / cell radius
     brightness: np.ndarray  # (N, 4) per-cell expression levels for the fluorescent structures
+    # Pixels per unit of fine structure (spot and fibre widths, blur, texture): 1 in a field of cells,
+    # larger for a single cell filling the image, so that its organelles keep their size relative to it.
+    scale: float = 1.0
+
+
+# The mean cell radius of a field (px), against which a single cell's fine structure is scaled.
+FIELD_CELL_RADIUS = 22.0
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -58,6 +67,8 @@ def cell_field(image: Image, seed: int, t: int) -> CellField:
     """Lay out the cells of `image` at timepoint `t` (cells drift a little between timepoints)."""
     rng = np.random.default_rng([seed, image.id, 0xCE11])
     height, width = image.height, image.width
+    if image.cell_layout == "single":
+        return _single_cell(rng, height, width)
     mean_radius = float(rng.uniform(14.0, 30.0))
     density = float(rng.uniform(0.25, 0.6))
     count = max(1, int(density * width * height / (np.pi * mean_radius**2)))
@@ -80,6 +91,32 @@ def cell_field(image: Image, seed: int, t: int) -> CellField:
     return CellField(labels, radial, centres, radii, nucleus_ratio, brightness)
 
 
+def _single_cell(rng: np.random.Generator, height: int, width: int) -> CellField:
+    """One cell, its centre within +-8 % of the image's, its radius about a third of the shorter side."""
+    side = min(height, width)
+    centre = np.array([height / 2, width / 2]) + rng.uniform(-0.08, 0.08, size=2) * side
+    radius = float(rng.uniform(0.28, 0.36)) * side
+    scale = radius / FIELD_CELL_RADIUS
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    distance = np.hypot(rows - centre[0], cols - centre[1])
+    # An irregular, slightly elongated outline: an ellipse at a random angle, warped by smooth noise.
+    angle = rng.uniform(0, np.pi)
+    along = ((rows - centre[0]) * np.sin(angle) + (cols - centre[1]) * np.cos(angle)) / max(distance.max(), 1)
+    warp = (1.0 + 0.12 * _smooth_noise(rng, (height, width), sigma=radius / 2)) * (
+        1.0 + 0.25 * rng.uniform() * along**2
+    )
+    radial = (distance / radius * warp).astype(np.float32)
+    return CellField(
+        labels=np.zeros((height, width), dtype=np.int32),
+        radial=radial,
+        centres=centre[None, :],
+        radii=np.array([radius]),
+        nucleus_ratio=rng.uniform(0.35, 0.55, size=1),
+        brightness=rng.uniform(0.35, 1.0, size=(1, 4)),
+        scale=scale,
+    )
+
+
 def _soft_step(x: np.ndarray, edge: float) -> np.ndarray:
     """1 inside (x < 0), 0 outside, with a soft edge `edge` wide."""
     return np.clip(0.5 - x / edge, 0.0, 1.0)
@@ -87,19 +124,19 @@ def _soft_step(x: np.ndarray, edge: float) -> np.ndarray:
 
 def _structure_signal(structure: str, cells: CellField, rng: np.random.Generator) -> np.ndarray:
     """A float32 (H, W) signal in about [0, 1] for one kind of structure."""
-    labels, radial = cells.labels, cells.radial
+    labels, radial, scale = cells.labels, cells.radial, cells.scale
     shape = labels.shape
-    texture = 1.0 + 0.25 * _smooth_noise(rng, shape, sigma=1.5)
+    texture = 1.0 + 0.25 * _smooth_noise(rng, shape, sigma=1.5 * scale)
     if structure == "nuclei":
         nucleus = _soft_step(radial - cells.nucleus_ratio[labels], 0.12)
-        chromatin = 1.0 + 0.35 * _smooth_noise(rng, shape, sigma=2.5)
+        chromatin = 1.0 + 0.35 * _smooth_noise(rng, shape, sigma=2.5 * scale)
         signal = nucleus * cells.brightness[labels, 0] * chromatin * texture
-        return ndimage.gaussian_filter(signal, 1.0)
+        return ndimage.gaussian_filter(signal, 1.0 * scale)
     if structure == "cytoplasm":
         body = _soft_step(radial - 1.0, 0.25) * (0.55 + 0.45 * np.exp(-(radial**2)))
         nucleus = _soft_step(radial - cells.nucleus_ratio[labels], 0.1)
         signal = body * (1.0 - 0.45 * nucleus) * cells.brightness[labels, 1] * texture
-        return ndimage.gaussian_filter(signal, 1.5)
+        return ndimage.gaussian_filter(signal, 1.5 * scale)
     if structure == "puncta":
         spots = np.zeros(shape, dtype=np.float32)
         per_cell = rng.integers(4, 16, size=len(cells.radii))
@@ -110,7 +147,8 @@ def _structure_signal(structure: str, cells: CellField, rng: np.random.Generator
         cols = np.clip((cells.centres[owner, 1] + reach * np.cos(angle)).astype(int), 0, shape[1] - 1)
         np.add.at(spots, (rows, cols), rng.uniform(0.5, 1.0, size=owner.size).astype(np.float32))
         # Unit peak height per spot, then brighter than diffuse stains: organelles are compact and bright.
-        signal = ndimage.gaussian_filter(spots, 1.3) * (2 * np.pi * 1.3**2)
+        width = 1.3 * scale
+        signal = ndimage.gaussian_filter(spots, width) * (2 * np.pi * width**2)
         return 1.8 * signal * cells.brightness[labels, 2] + 0.08 * _soft_step(radial - 1.0, 0.3)
     if structure == "membrane":
         outline = np.exp(-(((radial - 1.0) / 0.08) ** 2))
@@ -118,7 +156,7 @@ def _structure_signal(structure: str, cells: CellField, rng: np.random.Generator
         borders[:-1, :] += (labels[:-1, :] != labels[1:, :]) & (radial[:-1, :] < 1.1)
         borders[:, :-1] += (labels[:, :-1] != labels[:, 1:]) & (radial[:, :-1] < 1.1)
         signal = (outline + np.clip(borders, 0, 1)) * cells.brightness[labels, 3] * texture
-        return ndimage.gaussian_filter(signal, 1.0)
+        return ndimage.gaussian_filter(signal, 1.0 * scale)
     if structure == "filaments":
         lines = np.zeros(shape, dtype=np.float32)
         for index in range(len(cells.radii)):
@@ -133,12 +171,14 @@ def _structure_signal(structure: str, cells: CellField, rng: np.random.Generator
                 rr, cc, value = draw.line_aa(r0, c0, r1, c1)
                 keep = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
                 lines[rr[keep], cc[keep]] += value[keep] * cells.brightness[index, 1]
+        if scale > 1:  # one-pixel lines widened to the scaled fibre width, at the same peak height
+            lines = ndimage.gaussian_filter(lines, 0.8 * (scale - 1)) * (0.8 * (scale - 1) * 2.5 + 1)
         cortex = 0.3 * np.exp(-(((radial - 0.95) / 0.1) ** 2))
         inside = _soft_step(radial - 1.0, 0.15)  # fibres end at the cell's edge
         return ndimage.gaussian_filter(np.clip(lines, 0, 1.5) * inside + cortex, 0.8)
     # Bright-field: grey background, dark-and-bright rims around cells, a faint nucleus.
-    mask = ndimage.gaussian_filter(_soft_step(radial - 1.0, 0.2), 2.0)
-    rim = np.gradient(mask, axis=0) + np.gradient(mask, axis=1)
+    mask = ndimage.gaussian_filter(_soft_step(radial - 1.0, 0.2), 2.0 * scale)
+    rim = (np.gradient(mask, axis=0) + np.gradient(mask, axis=1)) * scale
     nucleus = _soft_step(radial - cells.nucleus_ratio[labels], 0.15)
     background = 0.5 + 0.05 * _smooth_noise(rng, shape, sigma=40.0)
     return background - 0.08 * mask - 0.06 * nucleus + 2.5 * rim + 0.03 * (texture - 1.0)

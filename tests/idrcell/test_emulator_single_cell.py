@@ -1,0 +1,62 @@
+"""`cell_layout: single`: one cell per image whose structures survive downscaling to a training size."""
+
+from __future__ import annotations
+
+import copy
+import json
+from importlib import resources
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from scipy import ndimage
+
+from idrcell.emulator import CatalogueSpecError, load_catalogue
+from idrcell.emulator.pixels import synthesize_plane
+
+
+def _demo_spec() -> dict:
+    text = resources.files("idrcell.emulator").joinpath("catalogues", "demo.json").read_text()
+    return json.loads(text)
+
+
+def _scaled(plane: np.ndarray, channel, size: int = 32) -> np.ndarray:
+    values = (plane.astype(np.float32) - channel.window_start) / (channel.window_end - channel.window_start)
+    return np.asarray(PILImage.fromarray(np.clip(values, 0, 1)).resize((size, size), PILImage.BILINEAR))
+
+
+def test_single_cell_images_hold_one_centred_cell_whose_puncta_survive_32_px():
+    demo = load_catalogue("demo")
+    image = next(i for i in demo.images.values() if i.study == "idr0912-emu-cellpainting" and i.size_c == 5)
+    assert image.cell_layout == "single"
+    structures = [c.structure for c in image.channels]
+    nuclei = _scaled(synthesize_plane(image, structures.index("nuclei"), 0, 0, seed=0), image.channels[0])
+    # One nucleus, near the centre of the 32 px image.
+    _, count = ndimage.label(nuclei > 0.5 * nuclei.max())
+    assert count == 1
+    centre = np.array(ndimage.center_of_mass(nuclei > 0.5 * nuclei.max()))
+    assert np.all(np.abs(centre - 15.5) < 5)
+    # The organelle spots are a few pixels wide at 32 px, not lost in the downscaling.
+    index = structures.index("puncta")
+    puncta = _scaled(synthesize_plane(image, index, 0, 0, seed=0), image.channels[index])
+    peaks = (puncta == ndimage.maximum_filter(puncta, size=3)) & (puncta > 0.4 * puncta.max())
+    assert peaks.sum() >= 3
+
+
+def test_cell_layout_is_per_study_and_checked():
+    spec = _demo_spec()
+    layouts = {s["study"]: s.get("cell_layout", "field") for s in spec["studies"]}
+    demo = load_catalogue("demo")
+    assert all(i.cell_layout == layouts[i.study] for i in demo.images.values())
+    # The layout takes no random draw: without it, every image keeps its size and channels.
+    plain = copy.deepcopy(spec)
+    for study in plain["studies"]:
+        study.pop("cell_layout", None)
+    fields = load_catalogue(plain)
+    assert [(i.width, i.height, i.channels) for i in fields.images.values()] == [
+        (i.width, i.height, i.channels) for i in demo.images.values()
+    ]
+    assert {i.cell_layout for i in fields.images.values()} == {"field"}
+    spec["studies"][0]["cell_layout"] = "crowd"
+    with pytest.raises(CatalogueSpecError, match=r"studies\[0\]\.cell_layout: must be one of field, single"):
+        load_catalogue(spec)
