@@ -157,8 +157,17 @@ def read_images(
 
 
 @torch.inference_mode()
-def _embed_batch(model: nn.Module, images: list[torch.Tensor], device: str, patch_maps: bool) -> dict:
-    batch = chadavit.ChannelBatch.from_images(images).to(device)
+def _embed_batch(
+    model: nn.Module,
+    images: list[torch.Tensor],
+    device: str,
+    patch_maps: bool,
+    channel_names: Sequence[str] | None = None,
+) -> dict:
+    # The dataset's channel names go with every image: a model that embeds channels by name reads
+    # them (mapping raw names like "DAPI" to its vocabulary), the others ignore them.
+    names = None if channel_names is None else [list(channel_names)] * len(images)
+    batch = chadavit.ChannelBatch.from_images(images, names).to(device)
     features = model.forward_features(batch)
     tokens = torch.stack([p.reshape(-1, p.shape[-1]).mean(dim=0) for p in features.patch_tokens])
     out = {"cls": features.cls.float().cpu().numpy(), "tokens": tokens.float().cpu().numpy()}
@@ -188,11 +197,12 @@ def extract_embeddings(
                 progress(len(dataset))
             return cached
     positions = channel_positions(dataset, setting.channels)
+    names = [dataset.channel_names[p] for p in positions]
     parts: dict[str, list[np.ndarray]] = {"cls": [], "tokens": [], "patch_maps": []}
     for start in range(0, len(dataset), batch_size):
         indices = list(range(start, min(start + batch_size, len(dataset))))
         images = read_images(dataset, indices, positions, setting.img_size, workers, setting.prepare)
-        for name, value in _embed_batch(model, images, device, setting.patch_maps).items():
+        for name, value in _embed_batch(model, images, device, setting.patch_maps, names).items():
             parts[name].append(value)
         if progress:
             progress(len(indices))
