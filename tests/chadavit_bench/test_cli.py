@@ -12,7 +12,9 @@ from chadavit_bench.datasets import discover
 
 def test_synthetic_then_datasets(tmp_path: Path) -> None:
     runner = CliRunner()
-    written = runner.invoke(app, ["synthetic", "-o", str(tmp_path / "data"), "--image-size", "16", "--seed", "3"])
+    written = runner.invoke(
+        app, ["synthetic", "-o", str(tmp_path / "data"), "--image-size", "16", "--seed", "3"]
+    )
     assert written.exit_code == 0, written.output
     found, missing = discover(tmp_path / "data")
     assert (

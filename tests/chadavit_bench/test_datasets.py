@@ -81,7 +81,7 @@ def test_cyclops_channel_order_is_gfp_then_rfp_whatever_the_set_order(synthetic_
     record = dataset.records[0]
     gfp = tifffile.imread(synthetic_root / "cyclops" / record.files[0])
     assert record.files[0].endswith("_gfp.tif") and record.files[1].endswith("_rfp.tif")
-    scaled = (gfp - gfp.min()) / (gfp.max() - gfp.min())
+    scaled = gfp / np.iinfo(gfp.dtype).max  # read alone: by its dtype (intensity.py fits the window)
     np.testing.assert_allclose(dataset.read(0)[0], scaled, atol=1e-6)
 
 
@@ -153,12 +153,19 @@ def test_manifest_errors_name_the_problem(tmp_path: Path) -> None:
 
 
 def test_pixel_scaling_rule(tmp_path: Path) -> None:
-    """uint8 is divided by 255; uint16 is min-max scaled per image and channel."""
+    """Each channel file by `--intensity`: its dtype's range, a fitted window, or per-image min-max."""
+    from chadavit.preprocess import Window
+
     Image.fromarray(np.array([[0, 51], [102, 255]], dtype=np.uint8)).save(tmp_path / "a.png")
     tifffile.imwrite(tmp_path / "b.tif", np.array([[100, 200], [300, 500]], dtype=np.uint16))
-    image = read_channels([tmp_path / "a.png", tmp_path / "b.tif"])
+    paths = [tmp_path / "a.png", tmp_path / "b.tif"]
+    image = read_channels(paths, "dtype")  # uint8 / 255, uint16 / 65535
     np.testing.assert_allclose(image[0], [[0, 0.2], [0.4, 1.0]], atol=1e-6)
-    np.testing.assert_allclose(image[1], [[0, 0.25], [0.5, 1.0]], atol=1e-6)
+    np.testing.assert_allclose(image[1], np.array([[100, 200], [300, 500]]) / 65535, atol=1e-6)
+    windowed = read_channels(paths, "dataset", Window(low=(0.0, 100.0), high=(255.0, 900.0)))
+    np.testing.assert_allclose(windowed[1], [[0, 0.125], [0.25, 0.5]], atol=1e-6)  # one window per channel
+    minmax = read_channels(paths, "minmax")
+    np.testing.assert_allclose(minmax[1], [[0, 0.25], [0.5, 1.0]], atol=1e-6)
 
 
 def _tree_digest(root: Path) -> str:

@@ -322,7 +322,8 @@ def test_an_image_that_breaks_mid_run_exits_1_naming_it(root: Path, tmp_path: Pa
     victim = sorted((data / "cyclops").rglob("*.tif"))[0]
     victim.write_bytes(b"not a tiff")  # present (the dataset loads), unreadable (the run fails)
     message = error_line(knn(data, tmp_path / "out"), 1)
-    assert "random:chadavit_petit: knn on cyclops failed: cannot read image file" in message
+    # Read first when the intensity window is fitted on the fit split (--intensity dataset, the default).
+    assert "cyclops: fitting --intensity dataset failed: cannot read image file" in message
     assert str(victim) in message
 
 

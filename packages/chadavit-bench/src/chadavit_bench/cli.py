@@ -34,7 +34,8 @@ errors = Console(stderr=True)
 
 MODEL_HELP = (
     "Model to evaluate (repeat for several): a model directory (config.json + model.safetensors), "
-    "an authors' .ckpt (?weights=teacher&num_heads=12), or a registry name at seeded random init, "
+    "an authors' .ckpt (?weights=teacher; num_heads=2 unless given, as the authors' scripts), or a "
+    "registry name at seeded random init, "
     "e.g. 'random:chadavit_petit?embed_dim=32&depth=2&seed=0' or 'onechannel_vit_tiny'. "
     "Add ?label=NAME to name it in the report."
 )
@@ -99,6 +100,23 @@ Seeds = Annotated[
 Quick = Annotated[bool, typer.Option("--quick", help="Small subsets, 2 seeds, short training, no kNN grid.")]
 ImgSize = Annotated[
     int, typer.Option("--img-size", min=1, help="Images are resized to this square size before the encoder.")
+]
+
+
+class IntensityChoice(enum.StrEnum):
+    dataset = "dataset"
+    dtype = "dtype"
+    minmax = "minmax"
+
+
+IntensityOption = Annotated[
+    IntensityChoice,
+    typer.Option(
+        "--intensity",
+        help="Raw pixels to [0, 1]: dataset (per-channel percentiles of the fit split; keeps brightness "
+        "differences between images), dtype (uint8 / 255, uint16 / 65535) or minmax (per image; erases "
+        "intensity phenotypes). docs/bench.md.",
+    ),
 ]
 Manifests = Annotated[
     list[Path] | None,
@@ -183,6 +201,7 @@ class RunRequest:
     seeds: int | None = None
     quick: bool = False
     img_size: int = 224
+    intensity: str = "dataset"
     manifests: list[Path] = dataclasses.field(default_factory=list)
     datasets: list[str] | None = None
     knn_grid: bool = False
@@ -202,6 +221,7 @@ class RunRequest:
 
         config = BenchConfig(
             img_size=self.img_size,
+            intensity=IntensityChoice(self.intensity).value,
             knn_grid=self.knn_grid,
             max_images_per_split=self.max_images,
             batch_size=self.batch_size,
@@ -329,6 +349,7 @@ def run_all_command(
     seeds: Seeds = None,
     quick: Quick = False,
     img_size: ImgSize = 224,
+    intensity: IntensityOption = IntensityChoice.dataset,
     manifests: Manifests = None,
     datasets: Datasets = None,
     knn_grid: KnnGrid = False,
@@ -359,6 +380,7 @@ def run_command(
     seeds: Seeds = None,
     quick: Quick = False,
     img_size: ImgSize = 224,
+    intensity: IntensityOption = IntensityChoice.dataset,
     manifests: Manifests = None,
     datasets: Datasets = None,
     knn_grid: KnnGrid = False,

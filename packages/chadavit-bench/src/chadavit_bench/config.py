@@ -18,6 +18,7 @@ from chadavit_bench.protocols.regression import RegressionConfig
 @dataclass(frozen=True)
 class BenchConfig:
     img_size: int = 224
+    intensity: str = "dataset"  # --intensity: how raw pixels become [0, 1] (imaging.py, intensity.py)
     seeds: int = 5  # the paper's linear probes average 5 seeds
     features: tuple[str, ...] = FEATURE_KINDS
     fractions: tuple[float, ...] = FRACTIONS

@@ -1,11 +1,11 @@
-"""Reading channel files and scaling pixels to float32 in [0, 1], one rule for every dataset.
+"""Reading channel files and scaling pixels to float32 in [0, 1] by the run's `--intensity` mode.
 
-Scaling rule (documented in docs/bench.md):
-- uint8 (and bool) images are divided by 255 (bool by 1): the dtype range is the natural one for
-  8-bit exports (PNG/JPEG), and keeps absolute brightness comparable between images.
-- every other dtype (uint16 TIFFs, floats) is min-max scaled per image and per channel: 16-bit
-  microscopy rarely uses its full range (BBBC021 uses about 12 bits), so the dtype range would give
-  near-black inputs. A constant channel becomes all zeros.
+Modes (chadavit.preprocess does the arithmetic; docs/bench.md says why `dataset` is the default):
+- `dataset`: per-channel percentiles (0.5, 99.5) computed once over the fit split (intensity.py),
+  the same window for every image of the dataset: brightness differences between images stay.
+- `dtype`: the dtype's range (uint8 / 255, uint16 / 65535).
+- `minmax`: per image and per channel min-max; erases intensity phenotypes.
+- `raw`: float32, unscaled (what the `dataset` window is fitted on).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from PIL import Image
+
+from chadavit.preprocess import Window, preprocess
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -44,28 +46,38 @@ def read_planes(path: Path) -> np.ndarray:
     raise ImageReadError(f"image file {path} has shape {array.shape}; expected (H, W) or (H, W, C)")
 
 
-def scale_to_unit(planes: np.ndarray) -> np.ndarray:
-    """Scale a (C, H, W) array to float32 in [0, 1] by the module's rule."""
-    if planes.dtype == np.uint8:
-        return planes.astype(np.float32) / np.float32(255.0)
+INTENSITY_MODES = ("dataset", "dtype", "minmax")
+DEFAULT_INTENSITY = "dataset"
+
+
+def scale_to_unit(planes: np.ndarray, intensity: str = "dtype", window: Window | None = None) -> np.ndarray:
+    """Scale a (C, H, W) array to float32 in [0, 1] by `intensity` (see the module docstring)."""
     if planes.dtype == np.bool_:
+        planes = planes.astype(np.uint8) * np.uint8(255)
+    if intensity == "raw":
         return planes.astype(np.float32)
-    values = planes.astype(np.float32)
-    low = values.min(axis=(1, 2), keepdims=True)
-    span = values.max(axis=(1, 2), keepdims=True) - low
-    scaled = np.where(span > 0, (values - low) / np.where(span > 0, span, 1.0), 0.0)
-    return scaled.astype(np.float32)
+    if intensity == "dataset":
+        if window is None:
+            raise ValueError("intensity 'dataset' needs the window fitted on the fit split")
+        return preprocess(planes, "dataset", window=window).numpy()
+    return preprocess(planes, intensity).numpy()  # type: ignore[arg-type]
 
 
-def read_channels(paths: Sequence[Path]) -> np.ndarray:
+def channel_window(window: Window | None, channel: int) -> Window | None:
+    return None if window is None else Window((window.low[channel],), (window.high[channel],))
+
+
+def read_channels(
+    paths: Sequence[Path], intensity: str = "dtype", window: Window | None = None
+) -> np.ndarray:
     """Read one greyscale file per channel and stack them as float32 (C, H, W) in [0, 1]."""
     planes = []
-    for path in paths:
+    for channel, path in enumerate(paths):
         array = read_planes(path)
         if array.shape[0] != 1:
             # A colour export of a single channel: its bands are copies, keep their mean.
             array = array.astype(np.float32).mean(axis=0, keepdims=True).astype(array.dtype)
-        planes.append(scale_to_unit(array)[0])
+        planes.append(scale_to_unit(array, intensity, channel_window(window, channel))[0])
     shapes = {plane.shape for plane in planes}
     if len(shapes) != 1:
         raise ImageReadError(f"channel files {[str(p) for p in paths]} have different sizes {sorted(shapes)}")

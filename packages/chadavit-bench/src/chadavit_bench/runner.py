@@ -27,6 +27,7 @@ from chadavit_bench.datasets import (
     DownstreamDataset,
     discover,
 )
+from chadavit_bench.intensity import apply_intensity
 from chadavit_bench.models import LoadedModel, ModelSpec, ModelSpecError, load_model, unique_labels
 from chadavit_bench.protocols.lowdata import stratified_subset
 from chadavit_bench.results import merge, read_results, to_frame, write_tables
@@ -241,6 +242,12 @@ def run_all(
     if not jobs:
         reasons = "; ".join(f"{s.task} on {s.dataset}: {s.reason}" for s in skipped) or "no dataset found"
         raise DatasetNotFoundError(f"nothing to run under {data_root}: {reasons}")
+    # Reads the fit split of every dataset a job uses (the `dataset` mode's window): the run has started.
+    for name in sorted({name for job in jobs for name in job.datasets}):
+        try:
+            found[name] = apply_intensity(found[name], config.intensity)
+        except (OSError, ValueError) as error:
+            raise BenchRunError(f"{name}: fitting --intensity {config.intensity} failed: {error}") from error
     progress.start(len(specs) * len(jobs))
     frames: list[pd.DataFrame] = []
     flags: list[Flag] = []

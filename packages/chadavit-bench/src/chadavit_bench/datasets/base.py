@@ -51,6 +51,10 @@ class DownstreamDataset:
     fit_split: str = "train"
     eval_split: str = "val"
     _fingerprint: str | None = field(default=None, repr=False)
+    # How pixels are scaled (imaging.py); set by intensity.apply_intensity before a run reads images.
+    # (Class attributes, not dataclass fields: subclasses keep their constructors.)
+    intensity = "dtype"
+    window = None  # a chadavit.preprocess.Window for `dataset`
 
     def __len__(self) -> int:
         return len(self.records)
@@ -70,7 +74,7 @@ class DownstreamDataset:
         return image
 
     def _read(self, record: Record) -> np.ndarray:
-        return read_channels([self.root / name for name in record.files])
+        return read_channels([self.root / name for name in record.files], self.intensity, self.window)
 
     def indices(self, split: str) -> np.ndarray:
         return np.array([i for i, r in enumerate(self.records) if r.split == split], dtype=np.int64)
@@ -106,6 +110,9 @@ class DownstreamDataset:
         if self._fingerprint is None:
             digest = hashlib.sha256()
             digest.update(json.dumps([self.name, list(self.channel_names)]).encode())
+            # The scaling is part of what an embedding was computed from (the embedding cache key).
+            window = None if self.window is None else [self.window.low, self.window.high]
+            digest.update(json.dumps([self.intensity, window]).encode())
             for record in self.records:
                 digest.update(
                     json.dumps([record.key, record.split, record.label, record.target, record.index]).encode()

@@ -54,7 +54,7 @@ class BloodMNIST(DownstreamDataset):
         image = self._arrays[record.split][record.index]
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=-1)
-        return scale_to_unit(np.moveaxis(image, -1, 0))
+        return scale_to_unit(np.moveaxis(image, -1, 0), self.intensity, self.window)
 
     def data_files(self) -> list[Path]:
         return [self.npz_path]

@@ -120,7 +120,7 @@ class ChammiDataset(DownstreamDataset):
                 f"{where}: {len(channels)} channels of width {record.channel_width}; "
                 f"{self.name} has {self.n_channels} ({', '.join(self.channel_names)})"
             )
-        return scale_to_unit(np.ascontiguousarray(channels))
+        return scale_to_unit(np.ascontiguousarray(channels), self.intensity, self.window)
 
     @property
     def meta_path(self) -> Path:

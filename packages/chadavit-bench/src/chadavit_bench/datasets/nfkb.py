@@ -30,7 +30,7 @@ BAND_NAMES = {"L": ("grey",), "I;16": ("grey",), "I": ("grey",), "RGB": ("red", 
 @dataclass
 class NFkB(DownstreamDataset):
     def _read(self, record: Record) -> np.ndarray:
-        return scale_to_unit(read_planes(self.root / record.files[0]))
+        return scale_to_unit(read_planes(self.root / record.files[0]), self.intensity, self.window)
 
 
 def _channel_names(path: Path) -> tuple[str, ...]:
