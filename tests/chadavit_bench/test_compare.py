@@ -81,3 +81,37 @@ def test_compare_cli_prints_the_verdict_writes_csv_and_names_unknown_models(tmp_
     assert bad.exit_code == 2 and "--features must be one of" in bad.output
     empty = runner.invoke(app, ["compare", str(tmp_path / "nothing"), "a", "b"])
     assert empty.exit_code == 2 and "no results in" in empty.output
+
+
+def test_compare_in_report_puts_the_verdict_and_note_first_and_keeps_it_current(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_tables(out, _results())
+    runner = CliRunner()
+    note = "This is `make demo`: a small model."
+    result = runner.invoke(
+        app, ["compare", str(out), "pretrained", "random-init", "--in-report", "--note", note]
+    )
+    assert result.exit_code == 0, result.output
+    # The answer is the last line a script shows.
+    after_report = " ".join(result.output.split("report.html")[-1].split())
+    assert after_report.startswith("pretrained beats random-init on 1 of 3 benchmarks")
+    assert after_report.endswith("points")
+    markdown = (out / "report.md").read_text()
+    verdict_at = markdown.index("pretrained beats random-init on 1 of 3 benchmarks")
+    assert verdict_at < markdown.index(note) < markdown.index("## Models")
+    assert "<code>make demo</code>" in (out / "report.html").read_text()
+
+    # A rebuild after new results computes the verdict again: no stale sentence.
+    more = _results()
+    more.loc[(more["dataset"] == "nfkb") & (more["model"] == "random-init"), "value"] = 0.9
+    write_tables(out, more)
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0
+    assert "(1 loss, 1 tie)" in (out / "report.md").read_text()
+
+    # A hand-broken comparison.json is named in the report, which is still written.
+    (out / "comparison.json").write_text("{not json")
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0
+    assert "is not a comparison written by" in (out / "report.md").read_text()
+
+    lone_note = runner.invoke(app, ["compare", str(out), "pretrained", "random-init", "--note", "x"])
+    assert lone_note.exit_code == 2 and "--note goes with --in-report" in lone_note.output

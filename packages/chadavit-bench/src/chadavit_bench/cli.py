@@ -442,13 +442,27 @@ def compare_command(
         str,
         typer.Option("--features", help="Embedding to compare where a task ran on several: cls or tokens."),
     ] = "cls",
+    in_report: Annotated[
+        bool,
+        typer.Option(
+            "--in-report",
+            help="Also put the verdict at the top of RESULTS' report (rebuilt now and at every rebuild).",
+        ),
+    ] = False,
+    note: Annotated[
+        str, typer.Option("--note", help="With --in-report: a note under the verdict saying what the run is.")
+    ] = "",
 ) -> None:
     """MODEL against BASELINE on every headline score both have: difference, seed spread, verdict."""
     from chadavit.atomic import atomic_write_text
     from chadavit_bench.compare import compare_run
+    from chadavit_bench.report import build_report
+    from chadavit_bench.report.verdict import ComparisonRequest, write_request
 
     if csv_path is not None and (csv_path.is_dir() or not csv_path.absolute().parent.is_dir()):
         _fail(f"--csv {csv_path} must be a file in an existing folder")
+    if note and not in_report:
+        _fail("--note goes with --in-report (it is shown under the verdict in the report)")
     try:
         comparison, outcome = compare_run(results, model, baseline, features)
     except (*_results_errors(), ValueError) as error:
@@ -466,12 +480,20 @@ def compare_command(
             row.outcome,
         )
     console.print(table)
-    console.print(outcome.sentence())
     if csv_path is not None:
         try:
             atomic_write_text(csv_path, comparison.to_csv(index=False))
         except OSError as error:
             _fail(f"cannot write --csv {csv_path}: {error}", code=1)
+    if in_report:
+        try:
+            write_request(results, ComparisonRequest(model, baseline, features, note))
+            files = build_report(results)
+        except OSError as error:
+            _fail(f"writing the report under {results} failed: {error}", code=1)
+        console.print(f"verdict at the top of {files.html}")
+    # Last, so that a script's output ends with the answer.
+    console.print(outcome.sentence())
 
 
 @app.command("datasets")

@@ -18,6 +18,7 @@ from chadavit_bench.report.context import ReportContext
 from chadavit_bench.report.document import Block, Figure, Heading, Paragraph, Table, to_html, to_markdown
 from chadavit_bench.report.headline import headline_scores
 from chadavit_bench.report.tables import WARNING_MARK, dataset_table, model_table, wide
+from chadavit_bench.report.verdict import verdict_blocks
 from chadavit_bench.results import read_results, summarise
 from chadavit_bench.runjson import read_run_json
 
@@ -119,6 +120,7 @@ def build_report(out: Path) -> ReportFiles:
     report = ReportContext(out=out, summary=summary, run=run, models=models)
     blocks: list[Block] = [
         Heading(TITLE, 1),
+        *verdict_blocks(out),
         Paragraph(
             f"Written by chadavit-bench {__version__}. Every number is the mean over seeds "
             "(± standard deviation where there are several); all rows are in `results.csv` and "
