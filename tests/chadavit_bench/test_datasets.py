@@ -164,7 +164,7 @@ def test_pixel_scaling_rule(tmp_path: Path) -> None:
     np.testing.assert_allclose(image[1], np.array([[100, 200], [300, 500]]) / 65535, atol=1e-6)
     windowed = read_channels(paths, "dataset", Window(low=(0.0, 100.0), high=(255.0, 900.0)))
     np.testing.assert_allclose(windowed[1], [[0, 0.125], [0.25, 0.5]], atol=1e-6)  # one window per channel
-    minmax = read_channels(paths, "minmax")
+    minmax = read_channels([str(p) for p in paths], "minmax")  # str paths too
     np.testing.assert_allclose(minmax[1], [[0, 0.25], [0.5, 1.0]], atol=1e-6)
 
 

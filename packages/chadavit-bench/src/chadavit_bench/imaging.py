@@ -26,8 +26,9 @@ class ImageReadError(ValueError):
     """A channel file exists but cannot be decoded as an image."""
 
 
-def read_planes(path: Path) -> np.ndarray:
+def read_planes(path: str | Path) -> np.ndarray:
     """Read one image file as (C, H, W) in its native dtype (C = 1 for greyscale files)."""
+    path = Path(path)
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
             array = np.asarray(tifffile.imread(path))
@@ -68,11 +69,11 @@ def channel_window(window: Window | None, channel: int) -> Window | None:
 
 
 def read_channels(
-    paths: Sequence[Path], intensity: str = "dtype", window: Window | None = None
+    paths: Sequence[str | Path], intensity: str = "dtype", window: Window | None = None
 ) -> np.ndarray:
     """Read one greyscale file per channel and stack them as float32 (C, H, W) in [0, 1]."""
     planes = []
-    for channel, path in enumerate(paths):
+    for channel, path in enumerate(map(Path, paths)):
         array = read_planes(path)
         if array.shape[0] != 1:
             # A colour export of a single channel: its bands are copies, keep their mean.
