@@ -82,3 +82,28 @@ def sinkhorn_on_halves(timeout_s: float, logits_file: str, out_dir: str) -> None
         torch.save(sinkhorn_knopp(logits, 0.04), f"{out_dir}/rank{context.rank}.pt")
     finally:
         shutdown_distributed()
+
+
+def rank_one_drifts(prepared: Any, drift_after_step: int) -> None:
+    """For `spawn_local` tests: a real run in which rank 1 nudges one teacher weight after a step.
+
+    The teacher is outside DDP, so nothing re-synchronises it: only the sync check can notice.
+    """
+    import os
+
+    import torch
+
+    from chadavit.train import loop
+
+    if int(os.environ["RANK"]) == 1:
+        train_step = loop.Trainer.train_step
+
+        def drifting(self: loop.Trainer, *args: Any, **kwargs: Any) -> Any:
+            loss = train_step(self, *args, **kwargs)
+            if self.step == drift_after_step:
+                with torch.no_grad():
+                    next(self.objective.weight_modules()[-1].parameters()).view(-1)[0] += 1e-3
+            return loss
+
+        loop.Trainer.train_step = drifting  # type: ignore[method-assign]
+    loop.run_rank(prepared, None)
