@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -108,6 +109,9 @@ def test_report_html_opens_in_headless_chromium(quick_run: tuple[Path, str], tmp
     expected_images = len(list((out / "figures").glob("*.png")))
     assert html.count('<img src="data:image/png;base64,') == expected_images
     if CHROMIUM is None:
+        # CI (.ci/run sets CI) must open the report: there a missing browser is a failure.
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed, and CI is set: .ci/run should have installed it")
         pytest.skip("chromium is not installed (.ci/run installs it)")
     # A copy with a probe that records, after load, how many images decoded and any page error.
     probe = """<script>
