@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import string
 
 import numpy as np
 import pytest
@@ -73,6 +74,21 @@ def test_keys_are_safe_whatever_the_names(study: str) -> None:
     key = sample_key(study, "screen/A..", 1938559)
     assert is_safe_key(key), key
     assert "." not in key and "/" not in key and key.endswith("_1938559")
+
+
+# docs/format.md, checked without the production pattern: only A-Z a-z 0-9 - _, at most 88 characters.
+KEY_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_")
+
+
+@pytest.mark.parametrize("image_id", [0, 1938559, 10**13 - 1, 10**14 - 1])
+@pytest.mark.parametrize("container", ["screenA", "c" * 36, "x" * 37, "細胞/../" * 20])
+@pytest.mark.parametrize("study", ["idr0002-heriche-condensation", "s" * 36, "s" * 500, "a.b\x00c"])
+def test_keys_keep_the_documented_length_and_characters(study: str, container: str, image_id: int) -> None:
+    key = sample_key(study, container, image_id)
+    assert len(key) <= 88, (len(key), key)
+    assert set(key) <= KEY_CHARACTERS, set(key) - KEY_CHARACTERS
+    # With its longest member name it still fits a 100-byte USTAR name field.
+    assert len(f"{key}.c11.png".encode("ascii")) <= 100
 
 
 def test_different_unsafe_names_never_share_a_key() -> None:
