@@ -54,13 +54,3 @@ def batches_by_channel_count(
                     break
             pending -= batch_size
             yield sorted(mixed, key=lambda s: s.n_channels)
-
-
-def plain_batches(samples: Iterable[SampleT], batch_size: int) -> Iterator[list[SampleT]]:
-    """Consecutive full batches in stream order, channel counts mixed."""
-    batch: list[SampleT] = []
-    for sample in samples:
-        batch.append(sample)
-        if len(batch) == batch_size:
-            yield batch
-            batch = []
