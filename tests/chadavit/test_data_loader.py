@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tarfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -124,13 +125,27 @@ def test_corrupt_members_are_skipped_counted_and_warned(
 
 def test_a_truncated_shard_ends_that_shard_only(tmp_path: Path) -> None:
     write_shards(tmp_path, [5, 5], image_size=32)
-    first = sorted((tmp_path / "shards").glob("*.tar"))[0]
-    first.write_bytes(first.read_bytes()[: first.stat().st_size // 2])
+    first, intact = sorted((tmp_path / "shards").glob("*.tar"))
+    with tarfile.open(intact) as tar:
+        intact_keys = {member.name.split(".")[0] for member in tar.getmembers()}
+    cut = first.stat().st_size // 2
+    with tarfile.open(first) as tar:
+        ends: dict[str, int] = {}
+        for member in tar.getmembers():
+            key = member.name.split(".")[0]
+            ends[key] = max(ends.get(key, 0), member.offset_data + member.size)
+    kept = {key for key, end in ends.items() if end <= cut}  # samples wholly before the cut
+    first.write_bytes(first.read_bytes()[:cut])
     shard_set = ShardSet.scan(tmp_path)
-    data = DataConfig(batch_size=2, num_workers=0, shuffle_buffer=2, steps_per_epoch=4)
+    # No shuffle buffer and 16 draws: exactly two passes over the 5 + 3 readable samples.
+    data = DataConfig(batch_size=2, num_workers=0, shuffle_buffer=0, steps_per_epoch=8)
     batches = epoch_batches(shard_set, data, 0, 1)
-    assert len(batches) == 4
+    assert len(batches) == 8
     assert sum(b.skipped for b in batches) >= 1
+    drawn = Counter(key for b in batches for key in b.keys)
+    # The intact shard is read in full in every pass, and the truncated one up to its cut.
+    assert drawn == dict.fromkeys(intact_keys | kept, 2), drawn
+    assert len(kept) == 3
 
 
 @pytest.mark.parametrize("layout", ["missing", "no-shards", "empty-shards"])
