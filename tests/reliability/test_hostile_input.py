@@ -116,7 +116,9 @@ def test_a_released_checkpoint_with_a_payload_is_refused_without_running_it(tmp_
     # Everything pickled, and the payload in place of a weight: no object of the file is ever called.
     torch.save({"state_dict": {"backbone.cls_token": Exploit(marker)}, "hyper_parameters": Exploit(marker)},
                checkpoint)  # fmt: skip
-    with pytest.raises(ValueError):
+    with pytest.raises(
+        ValueError, match=r"cannot read checkpoint .*evil\.ckpt: refused: it refers to os\.makedirs"
+    ):
         chadavit.load_released_checkpoint(checkpoint)
     data = tmp_path / "data"
     write_synthetic(data, ["cyclops"], SyntheticConfig(image_size=16))
