@@ -21,6 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def resolve(*package_dirs: str) -> set[str]:
     """Names of every distribution pip would install into an empty environment for these dirs."""
+    return set(resolve_report(*package_dirs))
+
+
+def resolve_report(*package_dirs: str) -> dict[str, dict]:
+    """pip's metadata of every distribution it would install for these dirs, by lower-case name."""
     result = subprocess.run(
         [
             sys.executable,
@@ -41,7 +46,7 @@ def resolve(*package_dirs: str) -> set[str]:
     if result.returncode != 0:
         pytest.fail(f"pip could not resolve {package_dirs}: {result.stderr[-2000:]}")
     report = json.loads(result.stdout)
-    return {item["metadata"]["name"].lower() for item in report["install"]}
+    return {item["metadata"]["name"].lower(): item["metadata"] for item in report["install"]}
 
 
 def test_builder_installs_without_torch() -> None:
@@ -57,9 +62,13 @@ def test_model_installs_without_network_or_condor_code() -> None:
 
 
 def test_bench_pulls_the_model_at_the_same_version() -> None:
-    names = resolve("packages/chadavit-model", "packages/chadavit-bench")
-    assert {"chadavit-model", "chadavit-bench"} <= names
-    assert "idrcell-builder" not in names
+    # The bench alone: pip must find the model it pins, and that must be the tree's model.
+    installed = resolve_report("packages/chadavit-model", "packages/chadavit-bench")
+    assert "idrcell-builder" not in installed
+    version = (ROOT / "VERSION").read_text().strip()
+    assert installed["chadavit-model"]["version"] == installed["chadavit-bench"]["version"] == version
+    pins = [r for r in installed["chadavit-bench"].get("requires_dist", []) if r.startswith("chadavit-model")]
+    assert pins == [f"chadavit-model=={version}"], pins
 
 
 def test_the_builders_wheel_ships_condor_files_that_the_installed_package_finds(tmp_path: Path) -> None:
