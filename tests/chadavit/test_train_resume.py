@@ -23,17 +23,12 @@ from chadavit.train.checkpoint import (
     resolve_resume,
     save_checkpoint,
 )
-from chadavit.train.loop import train
+from chadavit.train.loop import PAUSE_AT_STEP_VARIABLE, train
 from chadavit.train.metrics import read_metrics
 from chadavit.train.testing import tiny_cli_args, tiny_config
 
 CLI = str(Path(sys.executable).parent / "chadavit-train")
-EPOCHS = 4  # 6 steps each; checkpoints every 4 steps and at epoch ends
-
-
-def logged_steps(run: Path) -> int:
-    path = run / "metrics.jsonl"
-    return len(path.read_text().splitlines()) if path.exists() else 0
+EPOCHS = 2  # 6 steps each; checkpoints every 4 steps and at epoch ends: the kill lands in epoch 1
 
 
 @pytest.mark.slow
@@ -46,20 +41,22 @@ def test_a_run_killed_mid_epoch_resumes_with_the_losses_of_an_uninterrupted_run(
 
     run = tmp_path / "run"
     args = [CLI, *tiny_cli_args(tmp_path / "data", run, epochs=EPOCHS), "--num-workers", "1"]
+    # The run parks itself once step 9 begins (the checkpoint of step 8, epoch 1 step 2 of 6, is on
+    # disk), whatever the machine's speed; the kill lands there.
+    env = {**os.environ, PAUSE_AT_STEP_VARIABLE: "9"}
     process = subprocess.Popen(
-        args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env
     )
     try:
-        # Step 9 logged means the checkpoint of step 8 (epoch 1, step 2 of 6) is on disk.
-        deadline = time.monotonic() + 120
-        while logged_steps(run) < 10 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert process.poll() is None, "the run ended before it could be killed"
+        deadline = time.monotonic() + 300
+        while not (run / "paused-rank0").exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.poll() is None and (run / "paused-rank0").exists(), "the run did not reach step 9"
         os.killpg(process.pid, signal.SIGKILL)  # no chance to clean up, as a node failure
     finally:
         process.wait(timeout=60)
     state = read_checkpoint(run / "checkpoints" / "last.pt")
-    assert 0 < state["step"] < 6 * EPOCHS and state["step_in_epoch"] != 0, "not killed mid-epoch"
+    assert (state["step"], state["epoch"], state["step_in_epoch"]) == (8, 1, 2)  # killed mid-epoch 1
 
     resumed = subprocess.run([*args, "--resume", "auto"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -113,3 +110,29 @@ def test_a_fresh_run_refuses_a_run_dir_that_has_checkpoints(tmp_path: Path) -> N
     with pytest.raises(CheckpointError, match="--resume auto"):
         resolve_resume(None, tmp_path)
     assert resolve_resume("auto", tmp_path / "elsewhere") is None
+
+
+def test_a_resume_with_changed_settings_names_them_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_shards(tmp_path / "data", [8, 8], channel_counts=(1, 2), image_size=64, seed=2)
+    train(tiny_config(tmp_path / "data", tmp_path / "run", epochs=1))
+    changed = tiny_config(
+        tmp_path / "data", tmp_path / "run", epochs=2, resume="auto", seed=5, optim__base_lr=0.01
+    )
+    with caplog.at_level(logging.WARNING, logger="chadavit.train"):
+        train(changed)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    listed = [m for m in warnings if "changed settings" in m]
+    assert len(listed) == 1, warnings
+    # The changed sections, and only those: more epochs is how a finished run is extended.
+    assert "['optim', 'seed']" in listed[0] and "will not match an uninterrupted one" in listed[0], listed
+    assert [m["step"] for m in read_metrics(tmp_path / "run")] == list(range(12))
+
+    caplog.clear()
+    same = tiny_config(
+        tmp_path / "data", tmp_path / "run", epochs=3, resume="auto", seed=5, optim__base_lr=0.01
+    )
+    with caplog.at_level(logging.WARNING, logger="chadavit.train"):
+        train(same)
+    assert not [r for r in caplog.records if "changed settings" in r.getMessage()]

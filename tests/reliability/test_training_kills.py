@@ -12,17 +12,12 @@ import pytest
 
 from chadavit.data.testing import write_shards
 from chadavit.train.checkpoint import read_checkpoint
-from chadavit.train.loop import train
+from chadavit.train.loop import PAUSE_AT_STEP_VARIABLE, train
 from chadavit.train.metrics import read_metrics
 from chadavit.train.testing import tiny_cli_args, tiny_config
 
-EPOCHS = 3  # 6 steps each; a checkpoint every 4 steps and at each epoch end
+EPOCHS = 2  # 6 steps each; a checkpoint every 4 steps and at each epoch end: the kill lands in epoch 1
 STOP_TIMEOUT_S = 90  # the parent must notice the dead rank and exit well before this
-
-
-def logged_steps(run: Path) -> int:
-    path = run / "metrics.jsonl"
-    return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 def rank_processes(rel, parent: int) -> list[int]:
@@ -41,13 +36,16 @@ def test_a_killed_rank_stops_the_run_and_resume_gives_the_uninterrupted_losses(t
 
     run = tmp_path / "run"
     args = rel.command("chadavit-train", *tiny_cli_args(data, run, epochs=EPOCHS), "--nproc", "2")
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Both ranks park themselves once step 9 begins (the checkpoint of step 8, epoch 1 step 2 of 6,
+    # is on disk), whatever the machine's speed; the kill lands there.
+    env = {**os.environ, PAUSE_AT_STEP_VARIABLE: "9"}
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        # Step 9 logged: the checkpoint of step 8 (epoch 1, step 2 of 6) is on disk; kill inside epoch 1.
-        deadline = time.monotonic() + 240
-        while logged_steps(run) < 10 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert process.poll() is None, "the run ended before a rank could be killed"
+        paused = [run / "paused-rank0", run / "paused-rank1"]
+        deadline = time.monotonic() + 300
+        while not all(p.exists() for p in paused) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.poll() is None and all(p.exists() for p in paused), "the ranks did not reach step 9"
         ranks = rank_processes(rel, process.pid)
         assert len(ranks) == 2, [rel.cmdline(pid) for pid in rel.children(process.pid)]
         os.kill(ranks[-1], signal.SIGKILL)  # one rank dies, as on an out-of-memory kill
@@ -64,7 +62,7 @@ def test_a_killed_rank_stops_the_run_and_resume_gives_the_uninterrupted_losses(t
         assert not Path(f"/proc/{pid}").exists() or "zombie" in (Path(f"/proc/{pid}") / "status").read_text()
     checkpoints = run / "checkpoints"
     state = read_checkpoint(checkpoints / "last.pt")
-    assert 6 <= state["step"] < 12 and state["step_in_epoch"] != 0, "not killed mid-epoch"
+    assert (state["step"], state["epoch"], state["step_in_epoch"]) == (8, 1, 2)  # killed mid-epoch 1
     print(f"run stopped {stopped_after:.1f} s after the rank was killed, checkpoint at step {state['step']}")
 
     # On top of the kill, the newest checkpoint is truncated on disk: the previous one must be used.

@@ -80,6 +80,9 @@ class TrainResult:
     last_loss: float | None
 
 
+PAUSE_AT_STEP_VARIABLE = "CHADAVIT_TEST_PAUSE_AT_STEP"  # read by Trainer._pause_if_a_test_asks
+
+
 def weights_digest(*modules: nn.Module) -> int:
     """A 63-bit hash of every parameter's bytes: equal across ranks iff the weights are identical."""
     digest = hashlib.blake2b(digest_size=8)
@@ -400,6 +403,20 @@ class Trainer:
                     self.reporter.on_step(metrics)
             if self.step % config.save_every == 0 or self.step % self.steps_per_epoch == 0:
                 self._save()
+            self._pause_if_a_test_asks()
+
+    def _pause_if_a_test_asks(self) -> None:
+        """Tests only: park this rank for good at the step `CHADAVIT_TEST_PAUSE_AT_STEP` names.
+
+        The step's metrics and checkpoint are on disk by then; the rank writes `RUN/paused-rank<r>`
+        and sleeps, so a kill test's SIGKILL lands at that step on a fast or a loaded machine alike.
+        """
+        pause_at = os.environ.get(PAUSE_AT_STEP_VARIABLE)
+        if pause_at is None or int(pause_at) != self.step:
+            return
+        (Path(self.config.out_dir) / f"paused-rank{self.context.rank}").write_text(f"{self.step}\n")
+        while True:
+            time.sleep(60)
 
     def run(self) -> None:
         config, context = self.config, self.context
