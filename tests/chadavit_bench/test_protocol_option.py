@@ -86,6 +86,30 @@ def test_the_online_probe_learns_from_augmented_views_deterministically() -> Non
     assert view.shape == (2, 32, 32) and 0.0 <= float(view.min()) <= float(view.max()) <= 1.0
 
 
+def test_all_tokens_over_the_memory_limit_is_a_listed_skip(synthetic_root: Path, tmp_path: Path) -> None:
+    from chadavit_bench.config import BenchConfig
+    from chadavit_bench.models import load_model, parse_model_spec
+    from chadavit_bench.tasks.base import TaskOutput
+    from chadavit_bench.tasks.context import ModelContext
+
+    found, _ = discover(synthetic_root, names=["cyclops"])
+    loaded = load_model(parse_model_spec(TINY_CHADAVIT), "cpu")
+    for limit, kinds in ((2**30, ["cls", "tokens", "all_tokens"]), (1000, ["cls", "tokens"])):
+        config = BenchConfig(img_size=TINY_IMG_SIZE, all_tokens=True, all_tokens_max_bytes=limit, workers=1)
+        output = TaskOutput()
+        features = dict(
+            ModelContext(loaded, found, config, tmp_path).usable_features(
+                "cyclops", "knn", "accuracy", output
+            )
+        )
+        assert list(features) == kinds
+        if limit == 1000:
+            assert "all_tokens: the flattened patch tokens of cyclops take" in output.skips[0].reason
+        else:
+            n, d = features["all_tokens"].shape
+            assert n == len(found["cyclops"]) and d > features["tokens"].shape[1]
+
+
 def test_the_authors_schedule_and_linear_mse_head() -> None:
     config = PaperHeadConfig()
     lrs = warmup_cosine(config, steps_per_epoch=4)
@@ -132,15 +156,18 @@ def test_run_all_under_both_protocols(synthetic_root: Path, tmp_path: Path) -> N
     # The authors' NF-kB head runs one fit per seed (--quick: 2); ridge has no seed.
     assert set(paper[paper["task"] == "regression"]["seed"]) == {0, 1}
     assert set(default[default["task"] == "regression"]["seed"]) == {0}
-    # The authors' probe: every fraction and seed, on both feature kinds, like the default one.
+    # Every patch token flattened (the paper's "all tokens") is a third feature kind under paper.
+    assert set(default["features"]) == {"cls", "tokens"}
+    assert set(paper["features"]) == {"cls", "tokens", "all_tokens"}
+    # The authors' probe: every fraction and seed, on every feature kind, like the default one.
     linear = ["dataset", "features", "regime", "seed"]
     assert (
         len(paper[(paper["task"] == "linear") & (paper["metric"] == "accuracy")].drop_duplicates(linear))
-        == 24
+        == 36
     )
     knn = paper[paper["task"] == "knn"]
     wide = knn.pivot_table(index=["dataset", "features"], columns="metric", values="value")
-    assert len(wide) == 4 and bool((wide["accuracy_best_of_sweep"] >= wide["accuracy"]).all())
+    assert len(wide) == 6 and bool((wide["accuracy_best_of_sweep"] >= wide["accuracy"]).all())
     for protocol, out in outputs.items():
         config = json.loads((out / "run.json").read_text())["config"]
         assert config["protocol"] == protocol

@@ -32,6 +32,8 @@ class BenchConfig:
     linear: LinearProbeConfig = field(default_factory=LinearProbeConfig)
     linear_online: bool = False  # the authors' probe on augmented images (--protocol paper)
     online_probe: PaperHeadConfig = field(default_factory=PaperHeadConfig)
+    all_tokens: bool = False  # also evaluate every patch token flattened (knn, linear, regression)
+    all_tokens_max_bytes: int = 2 * 2**30  # a dataset whose flattened tokens take more is skipped
     regression: RegressionConfig = field(default_factory=RegressionConfig)
     reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
     reconstruction_inputs: tuple[str, ...] = ("DAPI", "Tubulin")

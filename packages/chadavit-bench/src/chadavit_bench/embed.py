@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 CODE_VERSION = "embed-v1"  # bump when what is computed changes, to invalidate every cache entry
 FEATURE_KINDS = ("cls", "tokens")
+# The paper's appendix "all tokens": every patch token of every channel, flattened (C x 196 x 192 per
+# image at 224 px), where it fits in memory. "tokens" above is the mean patch token.
+ALL_TOKENS = "all_tokens"
 Progress = Callable[[int], None]
 
 
@@ -45,6 +48,7 @@ class EmbedSetting:
     channels: tuple[str, ...] | None = None  # a subset of the dataset's channels, in this order
     patch_maps: bool = False
     prepare: str = "resize"  # or "resize_center_crop": the authors' Resize 256 + CenterCrop 224
+    all_tokens: bool = False  # also keep every patch token, flattened (the paper's "all tokens")
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,13 @@ class Embeddings:
     cls: np.ndarray  # (N, D)
     tokens: np.ndarray  # (N, D) mean of all patch tokens
     patch_maps: np.ndarray | None = None  # (N, h, w, D) channel-mean patch tokens
+    all_tokens: np.ndarray | None = None  # (N, C * h * w * D) every patch token, flattened
 
     def features(self, kind: str) -> np.ndarray:
+        if kind == ALL_TOKENS:
+            if self.all_tokens is None:
+                raise ValueError("these embeddings were computed without all_tokens")
+            return self.all_tokens
         if kind not in FEATURE_KINDS:
             raise ValueError(f"unknown feature kind {kind!r}; expected one of {FEATURE_KINDS}")
         return self.cls if kind == "cls" else self.tokens
@@ -91,8 +100,11 @@ def channel_positions(dataset: DownstreamDataset, channels: Sequence[str] | None
 
 def _setting_document(setting: EmbedSetting) -> dict:
     document = asdict(setting)
+    # The keys of caches written before these options existed stay valid.
     if document["prepare"] == "resize":
-        del document["prepare"]  # the keys of caches written before the option existed stay valid
+        del document["prepare"]
+    if not document["all_tokens"]:
+        del document["all_tokens"]
     return document
 
 
@@ -135,7 +147,11 @@ def _load_cached(path: Path) -> Embeddings | None:
     if arrays is None or not {"keys", "cls", "tokens"} <= set(arrays):
         return None
     return Embeddings(
-        keys=arrays["keys"], cls=arrays["cls"], tokens=arrays["tokens"], patch_maps=arrays.get("patch_maps")
+        keys=arrays["keys"],
+        cls=arrays["cls"],
+        tokens=arrays["tokens"],
+        patch_maps=arrays.get("patch_maps"),
+        all_tokens=arrays.get("all_tokens"),
     )
 
 
@@ -163,6 +179,7 @@ def _embed_batch(
     device: str,
     patch_maps: bool,
     channel_names: Sequence[str] | None = None,
+    all_tokens: bool = False,
 ) -> dict:
     # The dataset's channel names go with every image: a model that embeds channels by name reads
     # them (mapping raw names like "DAPI" to its vocabulary), the others ignore them.
@@ -173,6 +190,8 @@ def _embed_batch(
     out = {"cls": features.cls.float().cpu().numpy(), "tokens": tokens.float().cpu().numpy()}
     if patch_maps:
         out["patch_maps"] = torch.stack([p.mean(dim=0) for p in features.patch_tokens]).float().cpu().numpy()
+    if all_tokens:
+        out["all_tokens"] = torch.stack([p.reshape(-1) for p in features.patch_tokens]).float().cpu().numpy()
     return out
 
 
@@ -198,11 +217,12 @@ def extract_embeddings(
             return cached
     positions = channel_positions(dataset, setting.channels)
     names = [dataset.channel_names[p] for p in positions]
-    parts: dict[str, list[np.ndarray]] = {"cls": [], "tokens": [], "patch_maps": []}
+    parts: dict[str, list[np.ndarray]] = {"cls": [], "tokens": [], "patch_maps": [], "all_tokens": []}
     for start in range(0, len(dataset), batch_size):
         indices = list(range(start, min(start + batch_size, len(dataset))))
         images = read_images(dataset, indices, positions, setting.img_size, workers, setting.prepare)
-        for name, value in _embed_batch(model, images, device, setting.patch_maps, names).items():
+        embedded = _embed_batch(model, images, device, setting.patch_maps, names, setting.all_tokens)
+        for name, value in embedded.items():
             parts[name].append(value)
         if progress:
             progress(len(indices))
@@ -212,10 +232,19 @@ def extract_embeddings(
         cls=arrays["cls"],
         tokens=arrays["tokens"],
         patch_maps=arrays.get("patch_maps"),
+        all_tokens=arrays.get("all_tokens"),
     )
     if path is not None:
         save_npz(path, keys=embeddings.keys, **arrays)
     return embeddings
+
+
+@torch.inference_mode()
+def all_tokens_bytes(model: nn.Module, dataset: DownstreamDataset, img_size: int, device: str = "cpu") -> int:
+    """Bytes the flattened patch tokens of every image of `dataset` take (float32), from one image."""
+    image = resize(dataset.read(0), img_size)
+    features = model.forward_features(chadavit.ChannelBatch.from_images([image]).to(device))
+    return features.patch_tokens[0].numel() * 4 * len(dataset)
 
 
 def channel_targets(

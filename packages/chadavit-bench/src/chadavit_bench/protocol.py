@@ -12,8 +12,8 @@ Table 1 and its appendix):
 - linear probe: theirs, on RandomResizedCrop + flip views of the images, fresh every epoch
   (chadavit_bench.protocols.online_probe), instead of the cached-feature probe.
 
-What `paper` does not change yet (docs/bench.md, "The authors' protocols"): "tokens" stays the mean
-patch token (their appendix flattens every patch token).
+- features: also `all_tokens`, every patch token flattened (the paper's appendix), for the
+  datasets where they fit in `all_tokens_max_bytes`; "tokens" stays the mean patch token.
 """
 
 from __future__ import annotations
@@ -40,4 +40,5 @@ def apply_protocol(config: BenchConfig, protocol: str) -> BenchConfig:
         dataset_sizes=PAPER_DATASET_SIZES,
         regression=dataclasses.replace(config.regression, head="linear_mse"),
         linear_online=True,
+        all_tokens=True,
     )

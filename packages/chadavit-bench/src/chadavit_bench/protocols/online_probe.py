@@ -49,10 +49,12 @@ def augmented_view(image: np.ndarray, size: int, generator: torch.Generator) -> 
 
 @torch.inference_mode()
 def encode(model: nn.Module, images: list[torch.Tensor], kind: str, device: str) -> torch.Tensor:
-    """CLS or mean patch token of each image, as the cached features are computed."""
+    """CLS, mean patch token or all patch tokens flattened, as the cached features are computed."""
     features = model.forward_features(chadavit.ChannelBatch.from_images(images).to(device))
     if kind == "cls":
         return features.cls.float().cpu()
+    if kind == "all_tokens":
+        return torch.stack([p.reshape(-1) for p in features.patch_tokens]).float().cpu()
     return torch.stack([p.reshape(-1, p.shape[-1]).mean(dim=0) for p in features.patch_tokens]).float().cpu()
 
 

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from chadavit_bench.datasets.base import DownstreamDataset
-from chadavit_bench.embed import Embeddings, EmbedSetting, extract_embeddings
+from chadavit_bench.embed import ALL_TOKENS, Embeddings, EmbedSetting, all_tokens_bytes, extract_embeddings
 from chadavit_bench.models import LoadedModel
 from chadavit_bench.results import Row, rows_for
-from chadavit_bench.tasks.base import Flag, TaskOutput
+from chadavit_bench.tasks.base import Flag, Skip, TaskOutput
 
 if TYPE_CHECKING:
     from chadavit_bench.config import BenchConfig
@@ -91,13 +91,34 @@ class ModelContext:
     ) -> Iterator[tuple[str, np.ndarray]]:
         """(kind, features) of each configured feature kind of dataset `name` that is finite; the
         others add their NaN `metric` row and flag to `output` (see `unusable_features`)."""
-        for kind in self.config.features:
-            x = self.embeddings(name).features(kind)
+        kinds: list[tuple[str, EmbedSetting | None]] = [(kind, None) for kind in self.config.features]
+        if self.config.all_tokens:
+            setting = EmbedSetting(
+                img_size=self.config.img_size, prepare=self.config.image_prep, all_tokens=True
+            )
+            kinds.append((ALL_TOKENS, setting))
+        for kind, setting in kinds:
+            if kind == ALL_TOKENS and not self._all_tokens_fit(name, task, output):
+                continue
+            x = self.embeddings(name, setting).features(kind)
             unusable = self.unusable_features(x, name, task, kind, metric)
             if unusable is None:
                 yield kind, x
             else:
                 output.add(unusable)
+
+    def _all_tokens_fit(self, name: str, task: str, output: TaskOutput) -> bool:
+        """Whether dataset `name`'s flattened patch tokens fit the limit; if not, a listed skip."""
+        config = self.config
+        size = all_tokens_bytes(self.loaded.model, self.found[name], config.img_size, config.device)
+        if size <= config.all_tokens_max_bytes:
+            return True
+        reason = (
+            f"all_tokens: the flattened patch tokens of {name} take {size / 2**30:.1f} GiB, over the "
+            f"{config.all_tokens_max_bytes / 2**30:.1f} GiB limit"
+        )
+        output.skips.append(Skip(task, name, self.label, reason))
+        return False
 
     def flag(self, dataset: str, task: str, kind: str, reason: str | None) -> list[Flag]:
         return [] if reason is None else [Flag(self.label, dataset, task, kind, reason)]
