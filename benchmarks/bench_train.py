@@ -9,23 +9,30 @@ like IDRCell100k):
    paper's head with 65,536 prototypes) for chadavit_petit and chadavit_moyen, padding-free, and
    for chadavit_moyen padded (every image padded to 10 channel slots, the reference path);
 3. loader workers per training process = training images/s / loader samples/s per worker, here,
-   and for a GPU, from the step's analytic FLOPs at an assumed fraction of the GPU's peak.
+   and for a GPU, from the step's analytic FLOPs at an assumed fraction of the GPU's peak;
+4. what batches of mixed channel counts (the authors' loader, `data.group_by_channels=false`) cost
+   the padding-free model against one-count batches (the default): the same images, once as one
+   batch per count and once shuffled into mixed batches, timed in alternating rounds of one run.
 
     python benchmarks/bench_train.py               # about 4 min on 2 idle CPU cores
     python benchmarks/bench_train.py --quick       # one timed step per model instead of two
+    python benchmarks/bench_train.py --batch-mix-only   # item 4 alone
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from chadavit.data.augment import AugmentConfig
+from chadavit.batch import ChannelBatch
+from chadavit.data.augment import AugmentConfig, multi_crop
 from chadavit.data.loader import (
     DataConfig,
     EpochPlan,
@@ -34,7 +41,7 @@ from chadavit.data.loader import (
     make_epoch_loader,
     plan_epochs,
 )
-from chadavit.data.testing import write_shards
+from chadavit.data.testing import synthetic_image, write_shards
 from chadavit.models.flops import forward_flops
 from chadavit.models.registry import model_config
 from chadavit.train.config import TrainConfig
@@ -117,6 +124,69 @@ def training_rate(
         return images / seconds
 
 
+def batch_mix_rates(model: str, per_count: int, rounds: int, global_size: int, local_size: int) -> dict:
+    """Images/s of DINO steps on the same images as one-count batches and as mixed batches.
+
+    `per_count` images of each count 1..5: grouped = one batch per count; mixed = the same images
+    shuffled into batches of the same size. Rounds alternate the order (grouped first, then mixed
+    first) so a machine whose speed drifts favours neither; each rate is the median round."""
+    rng = np.random.default_rng(0)
+    images = {
+        c: [torch.from_numpy(synthetic_image(rng, c, 224)) for _ in range(per_count)] for c in CHANNEL_MIX
+    }
+    pool = [image for count in CHANNEL_MIX for image in images[count]]
+    order = np.random.default_rng(1).permutation(len(pool)).tolist()
+    layouts = {
+        "grouped": [images[count] for count in CHANNEL_MIX],
+        "mixed": [[pool[i] for i in order[s : s + per_count]] for s in range(0, len(pool), per_count)],
+    }
+    augment = AugmentConfig(global_crop_size=global_size, local_crop_size=local_size)
+    steps = {}
+    for name, batches in layouts.items():
+        steps[name] = []
+        for index, batch in enumerate(batches):
+            views = multi_crop(batch, torch.Generator().manual_seed(index), augment)
+            steps[name].append(
+                (
+                    [ChannelBatch(v, views.channel_counts) for v in views.global_views],
+                    [ChannelBatch(v, views.channel_counts) for v in views.local_views],
+                )
+            )
+    with tempfile.TemporaryDirectory() as run:
+        data_dir = Path(run) / "data"
+        write_shards(
+            data_dir, [8], image_size=32
+        )  # the trainer needs a dataset; the steps use the views above
+        config = TrainConfig(
+            data_dir=str(data_dir), out_dir=str(Path(run) / "run"), model=model, epochs=1,
+            data=DataConfig(batch_size=per_count, num_workers=0, steps_per_epoch=10_000),
+        )  # fmt: skip
+        trainer = Trainer(config, ShardSet.scan(data_dir), DistContext(0, 1, 0, 1, torch.device("cpu")), None)
+        trainer.objective.network.train()
+        trainer.train_step(*steps["grouped"][0])  # warm-up: allocations, first-call costs
+        seconds: dict[str, list[float]] = {"grouped": [], "mixed": []}
+        for round_ in range(rounds):
+            for name in ("grouped", "mixed") if round_ % 2 == 0 else ("mixed", "grouped"):
+                started = time.perf_counter()
+                for global_views, local_views in steps[name]:
+                    trainer.train_step(global_views, local_views)
+                seconds[name].append(time.perf_counter() - started)
+    return {name: len(pool) / statistics.median(values) for name, values in seconds.items()}
+
+
+def report_batch_mix(model: str, per_count: int, rounds: int, global_size: int, local_size: int) -> None:
+    rates = batch_mix_rates(model, per_count, rounds, global_size, local_size)
+    print(
+        f"batch mix, {model} padding-free, {5 * per_count} images ({per_count} of each count 1-5) in "
+        f"batches of {per_count}, crops 2 x {global_size} + 8 x {local_size}, {rounds} alternating rounds:"
+    )
+    ratio = rates["mixed"] / rates["grouped"]
+    print(
+        f"  one count per batch {rates['grouped']:.2f} images/s, mixed counts {rates['mixed']:.2f} images/s: "
+        f"mixed / grouped {ratio:.2f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one timed step per model instead of two")
@@ -126,8 +196,22 @@ def main() -> None:
         "--threads", type=int, default=1,
         help="torch threads for the training steps (default 1: on shared cores OpenMP threads thrash)",
     )  # fmt: skip
+    parser.add_argument("--batch-mix-only", action="store_true", help="only item 4: mixed vs grouped batches")
+    parser.add_argument(
+        "--mix-model", default="chadavit_petit", help="model of item 4 (default chadavit_petit)"
+    )
+    parser.add_argument("--mix-per-count", type=int, default=4, help="item 4: images of each channel count")
+    parser.add_argument("--mix-rounds", type=int, default=3, help="item 4: alternating timed rounds")
+    parser.add_argument(
+        "--mix-crops", type=int, nargs=2, default=(96, 48), metavar=("GLOBAL", "LOCAL"),
+        help="item 4: crop sizes (default 96 48 on a CPU; the paper's are 224 96)",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    mix = (args.mix_model, args.mix_per_count, args.mix_rounds, *args.mix_crops)
+    if args.batch_mix_only:
+        report_batch_mix(*mix)
+        return
     batch = args.batch_size or 2
     steps = args.steps or (1 if args.quick else 2)
     threads = torch.get_num_threads()
@@ -169,6 +253,7 @@ def main() -> None:
                 f"{gpu / decode_only:.1f} with views on the GPU, {gpu / per_worker:.1f} with views in workers"
             )
     print(f"(cores here: {os.cpu_count()}; loader workers scale linearly: each is an independent process)")
+    report_batch_mix(*mix)
 
 
 if __name__ == "__main__":
