@@ -105,7 +105,7 @@ def experiment(out: Path, size: SignalSize, seed: int) -> Path:
         "chadavit-bench run-all: pretrained vs random init",
         [
             str(BIN / "chadavit-bench"), "run-all", "--data-root", str(data), "--out", str(bench),
-            "--manifest", str(data / "manifests" / "cells.csv"), "--img-size", str(IMAGE_SIZE),
+            "--img-size", str(IMAGE_SIZE),
             "--seeds", str(size.seeds), "--tasks", "knn,linear,regression,reconstruction,joint",
             *(["--quick"] if size.quick else []),
             "--model", f"{run / 'model'}?label=pretrained",

@@ -38,8 +38,20 @@ def test_demo_pipeline_builds_trains_and_reports(tmp_path: Path) -> None:
     model = chadavit.from_pretrained(out / "run" / "model")
     assert model.config.name == "chadavit_petit"
 
-    # The report compares the three models and points at its figures.
+    # The report compares the pretrained model with its random init on every benchmark, CHAMMI
+    # included, and opens with compare's verdict and what the demo is.
     summary = pd.read_csv(out / "bench" / "summary.csv")
-    assert set(summary["model"]) == {"pretrained", "random-init", "one-channel"}
+    assert set(summary["model"]) == {"pretrained", "random-init"}
+    comparison = pd.read_csv(out / "comparison.csv")
+    benchmarks = set(comparison["benchmark"])
+    assert any(b.startswith("chammi") for b in benchmarks) and any(b.startswith("cells") for b in benchmarks)
+    assert len(benchmarks) >= 10 and set(comparison["outcome"]) <= {"win", "loss", "tie"}
+    markdown = (out / "bench" / "report.md").read_text()
+    verdict = markdown.index("pretrained beats random-init on")
+    assert verdict < markdown.index("This is `make demo`") < markdown.index("## Models")
+    assert "scripts/pretrain_vs_random.py" in markdown
     html = (out / "bench" / "report.html").read_text()
     assert "<img" in html and "report.html" in result.stdout
+    # The terminal ends with the verdict line, the same sentence as the report's.
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("pretrained beats random-init on") and last in markdown
