@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -83,8 +84,21 @@ def test_run_all_writes_every_output(quick_run: tuple[Path, str]) -> None:
     assert sorted(linear["seed"].unique()) == [0, 1]  # --quick: 2 seeds
     assert set(linear["features"]) == {"cls", "tokens"}
 
+    # The numbers mean something: finite, and every accuracy or F1 a fraction, every error >= 0.
+    values = results.set_index(["model", "dataset", "task", "features", "regime", "seed", "metric"])["value"]
+    assert np.isfinite(values.to_numpy(dtype=float)).all(), values[~np.isfinite(values.to_numpy(dtype=float))]
+    fractions = values[values.index.get_level_values("metric").str.contains("accuracy|f1")]
+    assert len(fractions) > 0 and fractions.between(0.0, 1.0).all(), fractions[~fractions.between(0.0, 1.0)]
+    errors = values[values.index.get_level_values("metric").str.contains("mse")]
+    assert (errors >= 0).all(), errors[errors < 0]
+    r2 = values[values.index.get_level_values("metric") == "r2"]
+    assert (r2 <= 1.0).all(), r2[r2 > 1.0]
+    pearson = values[values.index.get_level_values("metric") == "pearson"]
+    assert pearson.between(-1.0, 1.0).all(), pearson
+
     summary = pd.read_csv(out / "summary.csv")
     assert {"mean", "std", "n_seeds"} <= set(summary.columns)
+    assert np.isfinite(summary[["mean", "std"]].to_numpy(dtype=float)).all()
     assert set(summary.loc[summary["task"] == "linear", "n_seeds"]) == {2}
 
     run = json.loads((out / "run.json").read_text())
