@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -38,41 +39,69 @@ app.command("emulator")(emulator_command)
 console = Console()
 errors = Console(stderr=True)
 
-# Options shared by `stage` and `build`.
-EXPERIMENTS = typer.Option(
-    ..., "--experiments", "-e", help="Experiment list CSV (study,container,id,n_images,...)."
-)
-OUT = typer.Option(
-    ..., "--out", "-o", help="Output directory (staging/, shards/, index.parquet, dataset.json)."
-)
-SEED = typer.Option(0, "--seed", help="Seed of the sampling and of the global shuffle.")
-BASE_URL = typer.Option(
-    DEFAULT_BASE_URL, "--base-url", envvar=BASE_URL_ENV, help="IDR (or emulator) base URL."
-)
-CONCURRENCY = typer.Option(8, "--concurrency", min=1, help="Most requests in flight at once, over all jobs.")
-TIMEOUT = typer.Option(60.0, "--timeout", min=0.1, help="Seconds before one request counts as timed out.")
-RETRIES = typer.Option(8, "--retries", min=0, help="Retries of a request after transient errors.")
-MAX_CHANNELS = typer.Option(10, "--max-channels", min=1, help="Skip images with more channels than this.")
-PIXEL_SOURCE = typer.Option(
-    "auto",
-    "--pixel-source",
-    help="auto: render_image where the server still renders (imgData answers sizes), OME-Zarr where "
-    "it answers an Exception (the IDR since 2026); zarr or render: only that source.",
-)
-ZARR_BASE_URL = typer.Option(
-    DEFAULT_ZARR_BASE_URL,
-    "--zarr-base-url",
-    envvar=ZARR_BASE_URL_ENV,
-    help="Base URL of the OME-Zarr copies (the IDR's object store, or an emulator's /idr/zarr).",
-)
-MAX_RESPONSE_MB = typer.Option(
-    64.0,
-    "--max-response-mb",
-    help="Largest answer body read from the server or the OME-Zarr store, in MiB (fractions allowed); "
-    "a larger one skips its image as response_too_large.",
-)
-SHARD_SAMPLES = typer.Option(2000, "--max-shard-samples", min=1, help="Most samples in one shard.")
-SHARD_BYTES = typer.Option(1_000_000_000, "--max-shard-bytes", min=1, help="Most bytes in one shard.")
+# Options shared by several commands, each declared once; a command gives its default beside it.
+Experiments = Annotated[
+    Path, typer.Option("--experiments", "-e", help="Experiment list CSV (study,container,id,n_images,...).")
+]
+Out = Annotated[
+    Path,
+    typer.Option("--out", "-o", help="Output directory (staging/, shards/, index.parquet, dataset.json)."),
+]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of the sampling and of the global shuffle.")]
+BaseUrl = Annotated[str, typer.Option("--base-url", envvar=BASE_URL_ENV, help="IDR (or emulator) base URL.")]
+Concurrency = Annotated[
+    int, typer.Option("--concurrency", min=1, help="Most requests in flight at once, over all jobs.")
+]
+Timeout = Annotated[
+    float, typer.Option("--timeout", min=0.1, help="Seconds before one request counts as timed out.")
+]
+Retries = Annotated[
+    int, typer.Option("--retries", min=0, help="Retries of a request after transient errors.")
+]
+MaxChannels = Annotated[
+    int, typer.Option("--max-channels", min=1, help="Skip images with more channels than this.")
+]
+PixelSource = Annotated[
+    str,
+    typer.Option(
+        "--pixel-source",
+        help="auto: render_image where the server still renders (imgData answers sizes), OME-Zarr where "
+        "it answers an Exception (the IDR since 2026); zarr or render: only that source.",
+    ),
+]
+ZarrBaseUrl = Annotated[
+    str,
+    typer.Option(
+        "--zarr-base-url",
+        envvar=ZARR_BASE_URL_ENV,
+        help="Base URL of the OME-Zarr copies (the IDR's object store, or an emulator's /idr/zarr).",
+    ),
+]
+MaxResponseMb = Annotated[
+    float,
+    typer.Option(
+        "--max-response-mb",
+        help="Largest answer body read from the server or the OME-Zarr store, in MiB (fractions allowed); "
+        "a larger one skips its image as response_too_large.",
+    ),
+]
+ShardSamples = Annotated[int, typer.Option("--max-shard-samples", min=1, help="Most samples in one shard.")]
+ShardBytes = Annotated[int, typer.Option("--max-shard-bytes", min=1, help="Most bytes in one shard.")]
+ImportJobs = Annotated[
+    int,
+    typer.Option(
+        "--jobs", "-j", min=1, help="Processes decoding images (the output bytes do not depend on it)."
+    ),
+]
+ImportWindow = Annotated[
+    str,
+    typer.Option(
+        "--window",
+        help="Window of a channel the manifest gives none: percentiles (its 0.1-99.9 percentiles), "
+        "dtype (the pixel type's whole range: 8-bit images are kept as they are), minmax (its min and "
+        "max) or bench (dtype for 8-bit pixels, else minmax: how chadavit-bench reads images).",
+    ),
+]
 
 
 def _print_version(value: bool) -> None:
@@ -83,10 +112,13 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: bool = typer.Option(
-        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
-    ),
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Log more (-v info, -vv debug)."),
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="Log more (-v info, -vv debug).")
+    ] = 0,
 ) -> None:
     """Build multi-channel 224 x 224 WebDataset shards from the Image Data Resource (IDR)."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
@@ -171,7 +203,9 @@ def experiments_paper() -> None:
 
 @experiments_app.command("zarr-coverage")
 def experiments_zarr_coverage(
-    path: Path | None = typer.Argument(None, help="Experiment list CSV (default: the default list)."),
+    path: Annotated[
+        Path | None, typer.Argument(help="Experiment list CSV (default: the default list).")
+    ] = None,
 ) -> None:
     """How many experiments of a list have a known OME-Zarr copy (data/zarr_studies.csv, 2026 facts)."""
     from idrcell.default_list import default_experiments_csv_text
@@ -189,7 +223,7 @@ def experiments_zarr_coverage(
 
 
 @experiments_app.command("check")
-def experiments_check(path: Path = typer.Argument(..., help="Experiment list CSV to validate.")) -> None:
+def experiments_check(path: Annotated[Path, typer.Argument(help="Experiment list CSV to validate.")]) -> None:
     """Validate an experiment list and show what it asks for; exit 2 listing every problem."""
     experiments = _load_list(path)
     table = Table(title=f"{len(experiments)} experiments in {path}")
@@ -231,19 +265,21 @@ def _report_stages(results, out: Path, seconds: float) -> None:
 
 @app.command()
 def stage(
-    experiments: Path = EXPERIMENTS,
-    study: str = typer.Option(..., "--study", help="Study of the experiment to stage, as in the list."),
-    container: str = typer.Option(..., "--container", help="Container of the experiment, as in the list."),
-    out: Path = OUT,
-    seed: int = SEED,
-    base_url: str = BASE_URL,
-    concurrency: int = CONCURRENCY,
-    timeout: float = TIMEOUT,
-    retries: int = RETRIES,
-    max_channels: int = MAX_CHANNELS,
-    pixel_source: str = PIXEL_SOURCE,
-    zarr_base_url: str = ZARR_BASE_URL,
-    max_response_mb: float = MAX_RESPONSE_MB,
+    experiments: Experiments,
+    study: Annotated[str, typer.Option("--study", help="Study of the experiment to stage, as in the list.")],
+    container: Annotated[
+        str, typer.Option("--container", help="Container of the experiment, as in the list.")
+    ],
+    out: Out,
+    seed: Seed = 0,
+    base_url: BaseUrl = DEFAULT_BASE_URL,
+    concurrency: Concurrency = 8,
+    timeout: Timeout = 60.0,
+    retries: Retries = 8,
+    max_channels: MaxChannels = 10,
+    pixel_source: PixelSource = "auto",
+    zarr_base_url: ZarrBaseUrl = DEFAULT_ZARR_BASE_URL,
+    max_response_mb: MaxResponseMb = 64.0,
 ) -> None:
     """Stage one experiment of a list (one independent, resumable job) into OUT/staging/.
 
@@ -297,11 +333,11 @@ def _merge_bar():
 
 @app.command()
 def merge(
-    experiments: Path = EXPERIMENTS,
-    out: Path = OUT,
-    seed: int = SEED,
-    max_shard_samples: int = SHARD_SAMPLES,
-    max_shard_bytes: int = SHARD_BYTES,
+    experiments: Experiments,
+    out: Out,
+    seed: Seed = 0,
+    max_shard_samples: ShardSamples = 2000,
+    max_shard_bytes: ShardBytes = 1_000_000_000,
 ) -> None:
     """Combine the staged experiments of a list into shuffled shards, index.parquet and dataset.json."""
     from idrcell.merge import MergeError, merge_stages
@@ -336,33 +372,40 @@ def _report_merge(result, out: Path) -> None:
 
 @app.command()
 def build(
-    experiments: Path = EXPERIMENTS,
-    out: Path = OUT,
-    seed: int = SEED,
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Experiments staged at once (worker processes)."),
-    base_url: str = BASE_URL,
-    concurrency: int = CONCURRENCY,
-    timeout: float = TIMEOUT,
-    retries: int = RETRIES,
-    max_channels: int = MAX_CHANNELS,
-    max_shard_samples: int = SHARD_SAMPLES,
-    max_shard_bytes: int = SHARD_BYTES,
-    pixel_source: str = PIXEL_SOURCE,
-    zarr_base_url: str = ZARR_BASE_URL,
-    max_response_mb: float = MAX_RESPONSE_MB,
-    executor: ExecutorKind = typer.Option(
-        ExecutorKind.local,
-        "--executor",
-        help="local: a process pool here (--jobs). condor: one HTCondor job per experiment through the "
-        "local schedd (OUT and this environment on a shared filesystem; --concurrency is per job), "
-        "then the merge here.",
-    ),
-    condor_set: list[str] = typer.Option(
-        [],
-        "--condor-set",
-        metavar="NAME=VALUE",
-        help="With --executor condor: a submit variable of condor/scrape.sub, e.g. memory=8GB (repeatable).",
-    ),
+    experiments: Experiments,
+    out: Out,
+    seed: Seed = 0,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, help="Experiments staged at once (worker processes).")
+    ] = 1,
+    base_url: BaseUrl = DEFAULT_BASE_URL,
+    concurrency: Concurrency = 8,
+    timeout: Timeout = 60.0,
+    retries: Retries = 8,
+    max_channels: MaxChannels = 10,
+    max_shard_samples: ShardSamples = 2000,
+    max_shard_bytes: ShardBytes = 1_000_000_000,
+    pixel_source: PixelSource = "auto",
+    zarr_base_url: ZarrBaseUrl = DEFAULT_ZARR_BASE_URL,
+    max_response_mb: MaxResponseMb = 64.0,
+    executor: Annotated[
+        ExecutorKind,
+        typer.Option(
+            "--executor",
+            help="local: a process pool here (--jobs). condor: one HTCondor job per experiment through the "
+            "local schedd (OUT and this environment on a shared filesystem; --concurrency is per job), "
+            "then the merge here.",
+        ),
+    ] = ExecutorKind.local,
+    condor_set: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--condor-set",
+            metavar="NAME=VALUE",
+            help="With --executor condor: a submit variable of condor/scrape.sub, e.g. memory=8GB "
+            "(repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Stage every experiment of a list, then merge: the whole dataset. Kill it and rerun to resume."""
     from idrcell.build import build as run_build
@@ -383,7 +426,7 @@ def build(
         max_response_mb,
     )
     limits = ShardLimits(max_shard_samples, max_shard_bytes)
-    variables = _assignments(condor_set)
+    variables = _assignments(condor_set or [])
     submitted = False
 
     def on_submit(cluster: int, count: int, logs: Path) -> None:
@@ -459,13 +502,19 @@ def _assignments(pairs: list[str]) -> dict[str, str]:
 
 @app.command("condor-jobs")
 def condor_jobs(
-    experiments: Path = typer.Argument(..., help="Experiment list CSV (the list=... of condor_submit)."),
-    assignments: list[str] = typer.Argument(
-        None, metavar="[NAME=VALUE]...", help="Submit variables as on the condor_submit command line."
-    ),
-    submit_file: Path | None = typer.Option(
-        None, "--submit-file", help="Submit file to expand (default: the packaged copy of condor/scrape.sub)."
-    ),
+    experiments: Annotated[Path, typer.Argument(help="Experiment list CSV (the list=... of condor_submit).")],
+    assignments: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[NAME=VALUE]...", help="Submit variables as on the condor_submit command line."
+        ),
+    ] = None,
+    submit_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--submit-file", help="Submit file to expand (default: the packaged copy of condor/scrape.sub)."
+        ),
+    ] = None,
 ) -> None:
     """Print the command line of every job `condor_submit condor/scrape.sub list=LIST ...` would queue,
     expanded by HTCondor's own parser; `idrcell build` runs the same commands locally."""
@@ -488,7 +537,7 @@ def condor_jobs(
 # -- checking and describing a dataset ---------------------------------------------------------
 @app.command()
 def verify(
-    path: Path = typer.Argument(..., help="Dataset directory (with dataset.json and shards/)."),
+    path: Annotated[Path, typer.Argument(help="Dataset directory (with dataset.json and shards/).")],
 ) -> None:
     """Check every shard, sample, checksum and the index against the idrcell-v1 contract."""
     from idrcell.verify import verify_dataset
@@ -509,8 +558,8 @@ def verify(
 
 @app.command()
 def stats(
-    path: Path = typer.Argument(..., help="Dataset directory."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    path: Annotated[Path, typer.Argument(help="Dataset directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Counts per experiment, imaging method and channel count."""
     from idrcell.cli_report import stats_tables
@@ -530,9 +579,11 @@ def stats(
 
 @app.command()
 def probe(
-    base_url: str = BASE_URL,
-    zarr_base_url: str = ZARR_BASE_URL,
-    image: int | None = typer.Option(None, "--image", help="Image id to try (default: the first listed)."),
+    base_url: BaseUrl = DEFAULT_BASE_URL,
+    zarr_base_url: ZarrBaseUrl = DEFAULT_ZARR_BASE_URL,
+    image: Annotated[
+        int | None, typer.Option("--image", help="Image id to try (default: the first listed).")
+    ] = None,
 ) -> None:
     """Report which routes a server answers (API, imgData, render, thumbnail, Zarr store)."""
     import asyncio
@@ -557,16 +608,20 @@ def probe(
 
 @app.command("import-hf")
 def import_hf(
-    source: Path = typer.Argument(..., help="Folder of the published IDRCell100k (holding imgs/part_<k>/)."),
-    out: Path = OUT,
-    seed: int = SEED,
-    catalogue: Path | None = typer.Option(
-        None,
-        "--catalogue",
-        help="IDR study catalogue TSV mapping screen ids to studies (default: the shipped one).",
-    ),
-    max_shard_samples: int = SHARD_SAMPLES,
-    max_shard_bytes: int = SHARD_BYTES,
+    source: Annotated[
+        Path, typer.Argument(help="Folder of the published IDRCell100k (holding imgs/part_<k>/).")
+    ],
+    out: Out,
+    seed: Seed = 0,
+    catalogue: Annotated[
+        Path | None,
+        typer.Option(
+            "--catalogue",
+            help="IDR study catalogue TSV mapping screen ids to studies (default: the shipped one).",
+        ),
+    ] = None,
+    max_shard_samples: ShardSamples = 2000,
+    max_shard_bytes: ShardBytes = 1_000_000_000,
 ) -> None:
     """Convert the authors' published per-channel PNGs into idrcell-v1 shards, index and dataset.json."""
     from idrcell.dataset import OutputDirError
@@ -631,34 +686,23 @@ def _run_import(out: Path, run) -> None:
     _report_import(result, out)
 
 
-IMPORT_JOBS = typer.Option(
-    1, "--jobs", "-j", min=1, help="Processes decoding images (the output bytes do not depend on it)."
-)
-WINDOW = typer.Option(
-    "percentiles",
-    "--window",
-    help="Window of a channel the manifest gives none: percentiles (its 0.1-99.9 percentiles), "
-    "dtype (the pixel type's whole range: 8-bit images are kept as they are), minmax (its min and "
-    "max) or bench (dtype for 8-bit pixels, else minmax: how chadavit-bench reads images).",
-)
-
-
 @app.command("import-images")
 def import_images(
-    manifest: Path = typer.Argument(..., help="CSV or parquet, one row per image (docs/builder.md)."),
-    out: Path = OUT,
-    seed: int = SEED,
-    study: str | None = typer.Option(
-        None, "--study", help="Study name in keys and KEY.json (default: the manifest's name)."
-    ),
-    split: str | None = typer.Option(None, "--split", help="Import only the rows of this split."),
-    window: str = WINDOW,
-    allow_outside: bool = typer.Option(
-        False, "--allow-outside", help="Read files outside the manifest's folder too."
-    ),
-    jobs: int = IMPORT_JOBS,
-    max_shard_samples: int = SHARD_SAMPLES,
-    max_shard_bytes: int = SHARD_BYTES,
+    manifest: Annotated[Path, typer.Argument(help="CSV or parquet, one row per image (docs/builder.md).")],
+    out: Out,
+    seed: Seed = 0,
+    study: Annotated[
+        str | None,
+        typer.Option("--study", help="Study name in keys and KEY.json (default: the manifest's name)."),
+    ] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Import only the rows of this split.")] = None,
+    window: ImportWindow = "percentiles",
+    allow_outside: Annotated[
+        bool, typer.Option("--allow-outside", help="Read files outside the manifest's folder too.")
+    ] = False,
+    jobs: ImportJobs = 1,
+    max_shard_samples: ShardSamples = 2000,
+    max_shard_bytes: ShardBytes = 1_000_000_000,
 ) -> None:
     """Import your own images (per-channel files, stacks or tape images) into idrcell-v1 shards."""
     from idrcell.image_files import WINDOW_MODES
@@ -683,24 +727,31 @@ def import_images(
     )
 
 
+CHAMMI_SUBSETS = ("Allen", "HPA", "CP")
+
+
 @app.command("import-chammi")
 def import_chammi(
-    source: Path = typer.Argument(..., help="The unpacked CHAMMI folder (holding Allen/, HPA/, CP/)."),
-    out: Path = OUT,
-    split: str = typer.Option("Train", "--split", help="The train_test_split value to import, or all."),
-    subset: list[str] = typer.Option(
-        ["Allen", "HPA", "CP"], "--subset", help="Sub-datasets to import (repeat the option)."
-    ),
-    seed: int = SEED,
-    window: str = typer.Option(
-        "bench",
-        "--window",
-        help="bench (8-bit pixels as they are, others by min and max, as chadavit-bench reads "
-        "them), percentiles, dtype or minmax.",
-    ),
-    jobs: int = IMPORT_JOBS,
-    max_shard_samples: int = SHARD_SAMPLES,
-    max_shard_bytes: int = SHARD_BYTES,
+    source: Annotated[Path, typer.Argument(help="The unpacked CHAMMI folder (holding Allen/, HPA/, CP/).")],
+    out: Out,
+    split: Annotated[
+        str, typer.Option("--split", help="The train_test_split value to import, or all.")
+    ] = "Train",
+    subset: Annotated[
+        list[str], typer.Option("--subset", help="Sub-datasets to import (repeat the option).")
+    ] = CHAMMI_SUBSETS,
+    seed: Seed = 0,
+    window: Annotated[
+        str,
+        typer.Option(
+            "--window",
+            help="bench (8-bit pixels as they are, others by min and max, as chadavit-bench reads "
+            "them), percentiles, dtype or minmax.",
+        ),
+    ] = "bench",
+    jobs: ImportJobs = 1,
+    max_shard_samples: ShardSamples = 2000,
+    max_shard_bytes: ShardBytes = 1_000_000_000,
 ) -> None:
     """Import one split of CHAMMI (tape images, labels, channel names) into idrcell-v1 shards."""
     from idrcell.image_files import WINDOW_MODES

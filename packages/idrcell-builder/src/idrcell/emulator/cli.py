@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -24,49 +24,64 @@ _KINDS = "500,502,504,timeout,truncated,concurrency,429"
 
 
 def emulator_command(
-    catalogue: str = typer.Option(
-        "demo",
-        "--catalogue",
-        "-c",
-        help="Builtin catalogue (demo, tiny, hostile) or a JSON catalogue spec file.",
-    ),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
-    port: int = typer.Option(
-        8080, "--port", "-p", min=0, max=65535, help="Port to listen on (0: any free port)."
-    ),
-    seed: int = typer.Option(
-        0, "--seed", help="Seed of the catalogue's sizes and pixels, and of the faults."
-    ),
-    fault_rate: float = typer.Option(
-        0.0, "--fault-rate", min=0.0, max=1.0, help="Probability that a request gets a transient fault."
-    ),
-    fault_kinds: str = typer.Option(
-        _KINDS, "--fault-kinds", help="Comma-separated fault kinds to draw from."
-    ),
-    latency_ms: float = typer.Option(0.0, "--latency-ms", min=0.0, help="Delay added to every request."),
-    timeout_sleep_s: float = typer.Option(
-        DEFAULT_TIMEOUT_SLEEP_S,
-        "--timeout-sleep",
-        min=0.0,
-        help="Seconds a 'timeout' fault stalls before answering 504 (a shorter client timeout fires first).",
-    ),
-    max_limit: int = typer.Option(500, "--max-limit", min=1, help="The JSON API's maxLimit (IDR uses 1000)."),
-    require_session: bool = typer.Option(
-        True,
-        "--require-session/--no-require-session",
-        help="Answer 403 'Not logged in' until a client has visited /webclient/ for its session cookie.",
-    ),
-    mode: str = typer.Option(
-        "classic",
-        "--mode",
-        help="classic: the classic web API renders JPEGs. 2026: as the IDR since its move to OME-Zarr "
-        "(render_image 403, imgData answers an Exception); the Zarr stores under /idr/zarr/ in both.",
-    ),
-    experiments_out: Path | None = typer.Option(
-        None,
-        "--experiments-out",
-        help="Also write an experiment list naming every container of the catalogue.",
-    ),
+    catalogue: Annotated[
+        str,
+        typer.Option(
+            "--catalogue", "-c", help="Builtin catalogue (demo, tiny, hostile) or a JSON catalogue spec file."
+        ),
+    ] = "demo",
+    host: Annotated[str, typer.Option("--host", help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", "-p", min=0, max=65535, help="Port to listen on (0: any free port).")
+    ] = 8080,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the catalogue's sizes and pixels, and of the faults.")
+    ] = 0,
+    fault_rate: Annotated[
+        float,
+        typer.Option(
+            "--fault-rate", min=0.0, max=1.0, help="Probability that a request gets a transient fault."
+        ),
+    ] = 0.0,
+    fault_kinds: Annotated[
+        str, typer.Option("--fault-kinds", help="Comma-separated fault kinds to draw from.")
+    ] = _KINDS,
+    latency_ms: Annotated[
+        float, typer.Option("--latency-ms", min=0.0, help="Delay added to every request.")
+    ] = 0.0,
+    timeout_sleep_s: Annotated[
+        float,
+        typer.Option(
+            "--timeout-sleep",
+            min=0.0,
+            help="Seconds a 'timeout' fault stalls before answering 504 (a shorter client timeout fires "
+            "first).",
+        ),
+    ] = DEFAULT_TIMEOUT_SLEEP_S,
+    max_limit: Annotated[
+        int, typer.Option("--max-limit", min=1, help="The JSON API's maxLimit (IDR uses 1000).")
+    ] = 500,
+    require_session: Annotated[
+        bool,
+        typer.Option(
+            "--require-session/--no-require-session",
+            help="Answer 403 'Not logged in' until a client has visited /webclient/ for its session cookie.",
+        ),
+    ] = True,
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            help="classic: the classic web API renders JPEGs. 2026: as the IDR since its move to OME-Zarr "
+            "(render_image 403, imgData answers an Exception); the Zarr stores under /idr/zarr/ in both.",
+        ),
+    ] = "classic",
+    experiments_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--experiments-out", help="Also write an experiment list naming every container of the catalogue."
+        ),
+    ] = None,
 ) -> None:
     """Serve an offline, IDR-compatible web API (JSON API, imgData, render_image) until Ctrl-C."""
     from idrcell.emulator.catalogue import CatalogueSpecError, load_catalogue
