@@ -15,7 +15,7 @@ built from the shards' labels). Their CLS features are then scored with chadavit
 - `actin missing`: [dna, tubulin] (class 2's phenotype is then invisible: at most 75% is reachable).
 The bench hands each dataset's channel names to the models (slot models ignore them).
 
-Usage: python scripts/channel_names_experiment.py [--out DIR] [--seeds 0 1] [--epochs 12]
+Usage: python scripts/channel_names_experiment.py [--out DIR] [--seeds 0 1] [--epochs 4]
 Prints a table (accuracy %, mean and per-seed) and writes DIR/channel_names_scores.csv.
 """
 
@@ -159,8 +159,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="folder for the runs and the CSV")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--train-images", type=int, default=512)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--train-images", type=int, default=256)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     out = args.out or Path(tempfile.mkdtemp(prefix="channel-names-"))
@@ -182,6 +182,10 @@ def main() -> None:
                 knn = run_knn(fit, fit_labels, query, test_labels, N_CLASSES)["accuracy"]
                 linear = run_linear_probe(fit, fit_labels, query, test_labels, N_CLASSES, seed)["accuracy"]
                 rows.append({"mode": mode, "seed": seed, "test": condition, "knn": knn, "linear": linear})
+                print(
+                    f"{mode} seed {seed} {condition}: kNN {100 * knn:.1f} linear {100 * linear:.1f}",
+                    flush=True,
+                )
             print(f"{mode} seed {seed}: {time.perf_counter() - started:.0f} s", flush=True)
     with (out / "channel_names_scores.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

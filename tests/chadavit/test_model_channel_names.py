@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -145,3 +147,14 @@ def test_the_vocabulary_round_trips_through_save_and_load(tmp_path, tiny_model, 
     (tmp_path / "m" / "config.json").write_text(json.dumps(document))
     with pytest.raises(ModelFileError, match="channel_name_token"):
         chadavit.from_pretrained(tmp_path / "m")
+
+
+def test_the_docs_example_runs_as_written() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "model.md").read_text()
+    section = text.split("## Channel identity", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    scope: dict = {}
+    exec(compile(code, "docs/model.md", "exec"), scope)  # the project's own doc
+    assert scope["cls"].shape == (2, 96)
+    torch.testing.assert_close(scope["same"], scope["cls"])
+    torch.testing.assert_close(scope["moved"], scope["cls"], atol=1e-5, rtol=0)
