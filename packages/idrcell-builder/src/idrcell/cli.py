@@ -624,38 +624,27 @@ def import_hf(
     max_shard_bytes: ShardBytes = 1_000_000_000,
 ) -> None:
     """Convert the authors' published per-channel PNGs into idrcell-v1 shards, index and dataset.json."""
-    from idrcell.dataset import OutputDirError
     from idrcell.importhf import HFLayoutError
     from idrcell.importhf import import_hf as run_import
 
-    with _merge_bar() as bar:
-        task = bar.add_task("import", total=None)
-        try:
-            result = run_import(
-                source,
-                out,
-                seed=seed,
-                limits=ShardLimits(max_shard_samples, max_shard_bytes),
-                catalogue=catalogue,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-        except (HFLayoutError, OutputDirError) as error:  # found before anything is written
-            raise _fail(str(error), USAGE_ERROR) from None
-        except OSError as error:
-            raise _fail(str(error), RUN_FAILED) from None
+    result = _run_import(
+        lambda progress: run_import(
+            source,
+            out,
+            seed=seed,
+            limits=ShardLimits(max_shard_samples, max_shard_bytes),
+            catalogue=catalogue,
+            progress=progress,
+        ),
+        usage_errors=(HFLayoutError,),
+    )
     if result.ignored_files:
         console.print(f"[yellow]ignored {result.ignored_files} files that do not follow the layout[/yellow]")
-    for key, reason in result.summary.skipped:  # also listed in dataset.json under "skipped"
-        errors.print(f"skipped {key}: {reason}", highlight=False, markup=False, soft_wrap=True)
-    s = result.summary
-    if result.already_done:
-        console.print(f"Nothing to do: {out} is already complete ({s.samples} samples in {s.shards} shards).")
-    else:
-        console.print(f"Imported {s.samples} images ({s.channels} channels) into {s.shards} shards in {out}.")
+    _report_import(result, out)
 
 
 def _report_import(result, out: Path) -> None:
-    """The summary lines of import-images and import-chammi; skipped images one line each."""
+    """The summary lines of the import commands; skipped images one line each."""
     for key, reason in result.summary.skipped:  # also listed in dataset.json under "skipped"
         errors.print(f"skipped {key}: {reason}", highlight=False, markup=False, soft_wrap=True)
     s = result.summary
@@ -665,25 +654,35 @@ def _report_import(result, out: Path) -> None:
         console.print(f"Imported {s.samples} images ({s.channels} channels) into {s.shards} shards in {out}.")
 
 
-def _run_import(out: Path, run) -> None:
-    """Run an importer under a progress bar; its input errors are usage errors, one line each."""
+def _run_import(run, usage_errors: tuple[type[Exception], ...] = ()):
+    """Run an importer under a progress bar and return its result.
+
+    Input errors (`ImportInputError`, a bad OUT, and the importer's own `usage_errors`) are found
+    before anything is written: usage errors, one line each. A failure reading or writing files is 1.
+    """
     from idrcell.dataset import OutputDirError
     from idrcell.import_images import ImportInputError
 
     with _merge_bar() as bar:
         task = bar.add_task("import", total=None)
         try:
-            result = run(lambda done, total: bar.update(task, completed=done, total=total))
-        except ImportInputError as error:  # found before anything is written
+            return run(lambda done, total: bar.update(task, completed=done, total=total))
+        except ImportInputError as error:
             bar.stop()
             for problem in error.problems[:-1]:
                 errors.print(f"[red]error:[/red] {problem}", highlight=False, markup=True, soft_wrap=True)
             raise _fail(error.problems[-1], USAGE_ERROR) from None
-        except OutputDirError as error:
+        except (OutputDirError, *usage_errors) as error:
             raise _fail(str(error), USAGE_ERROR) from None
         except OSError as error:
             raise _fail(str(error), RUN_FAILED) from None
-    _report_import(result, out)
+
+
+def _check_window(window: str) -> None:
+    from idrcell.image_files import WINDOW_MODES
+
+    if window not in WINDOW_MODES:
+        raise _fail(f"--window must be one of {', '.join(WINDOW_MODES)}, got {window!r}", USAGE_ERROR)
 
 
 @app.command("import-images")
@@ -705,13 +704,10 @@ def import_images(
     max_shard_bytes: ShardBytes = 1_000_000_000,
 ) -> None:
     """Import your own images (per-channel files, stacks or tape images) into idrcell-v1 shards."""
-    from idrcell.image_files import WINDOW_MODES
     from idrcell.import_images import import_images as run_import
 
-    if window not in WINDOW_MODES:
-        raise _fail(f"--window must be one of {', '.join(WINDOW_MODES)}, got {window!r}", USAGE_ERROR)
-    _run_import(
-        out,
+    _check_window(window)
+    result = _run_import(
         lambda progress: run_import(
             manifest,
             out,
@@ -725,6 +721,7 @@ def import_images(
             progress=progress,
         ),
     )
+    _report_import(result, out)
 
 
 CHAMMI_SUBSETS = ("Allen", "HPA", "CP")
@@ -754,13 +751,10 @@ def import_chammi(
     max_shard_bytes: ShardBytes = 1_000_000_000,
 ) -> None:
     """Import one split of CHAMMI (tape images, labels, channel names) into idrcell-v1 shards."""
-    from idrcell.image_files import WINDOW_MODES
     from idrcell.import_chammi import import_chammi as run_import
 
-    if window not in WINDOW_MODES:
-        raise _fail(f"--window must be one of {', '.join(WINDOW_MODES)}, got {window!r}", USAGE_ERROR)
-    _run_import(
-        out,
+    _check_window(window)
+    result = _run_import(
         lambda progress: run_import(
             source,
             out,
@@ -773,3 +767,4 @@ def import_chammi(
             progress=progress,
         ),
     )
+    _report_import(result, out)
