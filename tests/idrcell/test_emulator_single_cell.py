@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 from scipy import ndimage
 
 from idrcell.emulator import CatalogueSpecError, load_catalogue
-from idrcell.emulator.pixels import synthesize_plane
+from idrcell.emulator.pixels import COMPARTMENTS, localised, synthesize_plane
 
 
 def _demo_spec() -> dict:
@@ -59,4 +59,26 @@ def test_cell_layout_is_per_study_and_checked():
     assert {i.cell_layout for i in fields.images.values()} == {"field"}
     spec["studies"][0]["cell_layout"] = "crowd"
     with pytest.raises(CatalogueSpecError, match=r"studies\[0\]\.cell_layout: must be one of field, single"):
+        load_catalogue(spec)
+
+
+def test_per_image_localisation_varies_a_channel_between_images_not_between_planes():
+    spec = _demo_spec()
+    study = next(s for s in spec["studies"] if s["study"] == "idr0916-emu-organelles")
+    assert study["localisation"] == "per_image"  # as `make demo` pretrains on
+    catalogue = load_catalogue(spec)
+    images = [i for i in catalogue.images.values() if i.study == study["study"] and i.size_c == 4]
+    assert all(i.localisation == "per_image" for i in images)
+    shown = {tuple(localised(i, c, i.channels[c].structure, seed=0) for c in range(4)) for i in images}
+    # The nuclear counterstain stays; the other channels show other compartments from image to image.
+    assert {combo[0] for combo in shown} == {"nuclei"} and len(shown) >= 10
+    assert all(set(combo) <= set(COMPARTMENTS) for combo in shown)
+    # A study without the key keeps one structure per channel (Cell Painting's stains).
+    fixed = load_catalogue("demo")
+    image = next(i for i in fixed.images.values() if i.study == "idr0912-emu-cellpainting" and i.size_c == 5)
+    assert [localised(image, c, ch.structure, 0) for c, ch in enumerate(image.channels)] == [
+        ch.structure for ch in image.channels
+    ]
+    study["localisation"] = "random"
+    with pytest.raises(CatalogueSpecError, match=r"localisation: must be one of fixed, per_image"):
         load_catalogue(spec)

@@ -15,6 +15,7 @@ import numpy as np
 
 from idrcell.emulator.catalogue_model import (
     CELL_LAYOUTS,
+    LOCALISATIONS,
     PIXEL_TYPES,
     STRUCTURES,
     Catalogue,
@@ -251,14 +252,14 @@ class _StudyContext:
             raise self.builder.error(f"{self.where}.{key}", "must be a non-empty list of strings")
         return value
 
-    def cell_layout(self) -> str:
-        """The study's `cell_layout` (no random draw: other studies' catalogues stay as they were)."""
-        layout = self.study.get("cell_layout", "field")
-        if layout not in CELL_LAYOUTS:
-            raise self.builder.error(
-                f"{self.where}.cell_layout", f"must be one of {', '.join(CELL_LAYOUTS)}, got {layout!r}"
-            )
-        return str(layout)
+    def choice(self, key: str, allowed: tuple[str, ...]) -> str:
+        """A study-level choice such as `cell_layout`, its first option by default; no random draw, so
+        that adding the key changes no other draw of the catalogue."""
+        value = self.study.get(key, allowed[0])
+        if value not in allowed:
+            options = ", ".join(allowed)
+            raise self.builder.error(f"{self.where}.{key}", f"must be one of {options}, got {value!r}")
+        return str(value)
 
     def new_image(
         self, name: str, image_spec: Mapping[str, Any], channels: list[dict[str, Any]], **links: Any
@@ -293,7 +294,8 @@ class _StudyContext:
             default_z=size_z // 2,
             default_t=0,
             study=self.name,
-            cell_layout=self.cell_layout(),
+            cell_layout=self.choice("cell_layout", CELL_LAYOUTS),
+            localisation=self.choice("localisation", LOCALISATIONS),
             **links,
         )
         builder.images[image_id] = image

@@ -21,6 +21,7 @@ STRUCTURES: tuple[str, ...] = (
     "real_nuclei",
 )
 CELL_LAYOUTS: tuple[str, ...] = ("field", "single")
+LOCALISATIONS: tuple[str, ...] = ("fixed", "per_image")
 STUDY_INFO_NS = "idr.openmicroscopy.org/study/info"
 
 
@@ -58,6 +59,7 @@ class Image:
     dataset_id: int | None = None
     project_id: int | None = None
     cell_layout: str = "field"  # "field": many cells; "single": one cell near the centre (pixels.py)
+    localisation: str = "fixed"  # "fixed": one structure per channel; "per_image": drawn per image
 
     @property
     def size_c(self) -> int:

@@ -223,6 +223,23 @@ def _real_signal(name: str, shape: tuple[int, int], rng: np.random.Generator) ->
     return transform.resize(crop, shape, order=1, mode="reflect", anti_aliasing=False).astype(np.float32)
 
 
+# Compartments a tagged protein can be found in, for studies whose `localisation` is "per_image".
+COMPARTMENTS: tuple[str, ...] = ("nuclei", "cytoplasm", "puncta", "membrane", "filaments")
+
+
+def localised(image: Image, channel_index: int, structure: str, seed: int) -> str:
+    """The structure a channel shows in this image.
+
+    In a localisation screen each well images another tagged protein, so a fluorescent channel
+    (not the first, the nuclear counterstain) shows another compartment from image to image; the
+    draw is per (image, channel), the same at every z and t.
+    """
+    if image.localisation != "per_image" or channel_index == 0 or structure not in COMPARTMENTS:
+        return structure
+    rng = np.random.default_rng([seed, image.id, channel_index, 0x10CA])
+    return COMPARTMENTS[int(rng.integers(len(COMPARTMENTS)))]
+
+
 def synthesize_plane(
     image: Image, channel_index: int, z: int, t: int, seed: int, cells: CellField | None = None
 ) -> np.ndarray:
@@ -244,7 +261,7 @@ def synthesize_plane(
         structure = {"real_cell": "brightfield", "real_nuclei": "nuclei"}.get(
             channel.structure, channel.structure
         )
-        signal = _structure_signal(structure, cells, rng)
+        signal = _structure_signal(localised(image, channel_index, structure, seed), cells, rng)
     # Planes away from the focal plane are blurred, as in a widefield z-stack.
     defocus = abs(z - (image.size_z - 1) / 2.0)
     if defocus > 0:
