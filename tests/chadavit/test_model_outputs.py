@@ -18,6 +18,7 @@ def test_registry_lists_every_named_configuration() -> None:
         "chadavit_moyen_v1",
         "onechannel_vit_tiny",
         "interchannel_vit_moyen",
+        "standard_vit_tiny",
     }
     widths = {name: create_model(name, depth=1).embed_dim for name in ("chadavit_petit", "chadavit_grand")}
     assert widths == {"chadavit_petit": 96, "chadavit_grand": 384}

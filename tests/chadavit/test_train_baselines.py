@@ -78,3 +78,14 @@ def test_first_channels_keeps_the_subset_and_truncates(tmp_path: Path) -> None:
     batches = list(make_epoch_loader(plan))
     assert batches and all(batch.channel_counts.tolist() == [3] * 4 for batch in batches)
     assert all(batch.images.shape[0] == 12 for batch in batches)
+
+
+def test_the_standard_vit_takes_three_channels_and_the_one_channel_vit_trains_per_channel() -> None:
+    from chadavit.models import create_model
+
+    standard = create_model("standard_vit_tiny", **TINY, img_size=32)
+    with pytest.raises(ValueError, match=r"image 1 has 2 channels but standard_vit_tiny .* 3-channel images"):
+        standard(chadavit.ChannelBatch.from_images([torch.rand(3, 32, 32), torch.rand(2, 32, 32)]))
+    one = create_model("onechannel_vit_tiny", **TINY, img_size=32)
+    mixed = chadavit.ChannelBatch.from_images([torch.rand(3, 32, 32), torch.rand(1, 32, 32)])
+    assert one.training_embeddings(mixed).shape == (4, 32)  # a row per channel, counts may differ
