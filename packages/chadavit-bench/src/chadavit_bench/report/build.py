@@ -126,8 +126,8 @@ def build_report(out: Path) -> ReportFiles:
             "(± standard deviation where there are several); all rows are in `results.csv` and "
             "`results.parquet`, the means in `summary.csv`."
         ),
-        *_protocol_blocks(run),
         *_settings_blocks(summary),
+        *_protocol_blocks(run),
         Heading("Models"),
         Table(model_table(run)),
         Heading("Datasets"),
