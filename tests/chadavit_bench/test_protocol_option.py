@@ -110,6 +110,24 @@ def test_all_tokens_over_the_memory_limit_is_a_listed_skip(synthetic_root: Path,
             assert n == len(found["cyclops"]) and d > features["tokens"].shape[1]
 
 
+def test_the_standard_vit_sees_the_first_three_channels(synthetic_root: Path, tmp_path: Path) -> None:
+    from chadavit_bench.config import BenchConfig
+    from chadavit_bench.models import load_model, parse_model_spec
+    from chadavit_bench.tasks.base import TaskOutput
+    from chadavit_bench.tasks.context import ModelContext
+
+    found, _ = discover(synthetic_root, names=["cyclops", "bray"])  # 2 and 5 channels
+    spec = "standard_vit_tiny?embed_dim=32&depth=1&num_heads=2&img_size=32&patch_size=8"
+    context = ModelContext(
+        load_model(parse_model_spec(spec), "cpu"), found, BenchConfig(img_size=32, workers=1), tmp_path
+    )
+    output = TaskOutput()
+    assert list(context.usable_features("cyclops", "knn", "accuracy", output)) == []
+    assert output.skips[0].reason.endswith("takes 3-channel images; cyclops has 2")
+    features = dict(context.usable_features("bray", "knn", "accuracy", output))
+    assert features["cls"].shape == (len(found["bray"]), 32)
+
+
 def test_the_authors_schedule_and_linear_mse_head() -> None:
     config = PaperHeadConfig()
     lrs = warmup_cosine(config, steps_per_epoch=4)

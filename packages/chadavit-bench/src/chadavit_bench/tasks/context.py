@@ -5,6 +5,7 @@ Embeddings are computed once per dataset and setting and shared by every task of
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import re
@@ -47,6 +48,11 @@ class ModelContext:
 
     def embeddings(self, name: str, setting: EmbedSetting | None = None) -> Embeddings:
         setting = setting or EmbedSetting(img_size=self.config.img_size, prepare=self.config.image_prep)
+        fixed = self.fixed_channels
+        if fixed is not None and setting.channels is None:
+            # A standard ViT (Conv2d over a fixed number of channels) sees the first ones, as the
+            # authors trained theirs; datasets with fewer are skipped in `usable_features`.
+            setting = dataclasses.replace(setting, channels=tuple(self.found[name].channel_names[:fixed]))
         if (name, setting) not in self._memory:
             self._memory[(name, setting)] = extract_embeddings(
                 self.loaded.model,
@@ -86,11 +92,21 @@ class ModelContext:
             flags=[Flag(self.label, dataset, task, kind, reason)],
         )
 
+    @property
+    def fixed_channels(self) -> int | None:
+        """The channel count a fixed-channel model (the standard ViT) takes, else None."""
+        return getattr(self.loaded.model, "in_channels", None)
+
     def usable_features(
         self, name: str, task: str, metric: str, output: TaskOutput
     ) -> Iterator[tuple[str, np.ndarray]]:
         """(kind, features) of each configured feature kind of dataset `name` that is finite; the
         others add their NaN `metric` row and flag to `output` (see `unusable_features`)."""
+        fixed, channels = self.fixed_channels, self.found[name].n_channels
+        if fixed is not None and channels < fixed:
+            reason = f"{self.label} takes {fixed}-channel images; {name} has {channels}"
+            output.skips.append(Skip(task, name, self.label, reason))
+            return
         kinds: list[tuple[str, EmbedSetting | None]] = [(kind, None) for kind in self.config.features]
         if self.config.all_tokens:
             setting = EmbedSetting(
