@@ -40,7 +40,7 @@ from idrcell.dataset import (
 from idrcell.image_files import LAYOUTS, WINDOW_MODES, ImageFileError, ImageSpec, render_image
 from idrcell.manifest import ManifestError, ManifestRow, parse_list, read_manifest
 from idrcell.naming import sample_key
-from idrcell.shards import SCHEMA, Member, sample_members
+from idrcell.shards import Member, imported_sample_meta, sample_members
 
 MAX_CHANNELS = 10  # the format's limit (docs/format.md)
 # What one stored channel costs in a shard, for choosing the number of shards before reading any
@@ -211,32 +211,19 @@ def sample_meta(
     container = row.container or container
     key = sample_key(study, container, row.image_id)
     names = list(row.channel_names) or [None] * len(windows)
+    channels = [
+        {"index": i + 1, "label": name, "emission_wavelength": None, "window": [start, end]}
+        for i, (name, (start, end)) in enumerate(zip(names, windows, strict=True))
+    ]
+    source = {
+        "width": int(plane.shape[1]),
+        "height": int(plane.shape[0]),
+        "pixels_type": str(plane.dtype),
+        "z": None,
+        "t": None,
+    }
     return {
-        "schema": SCHEMA,
-        "key": key,
-        "study": study,
-        "container": container,
-        "image_id": row.image_id,
-        "image_name": row.name,
-        "plate": None,
-        "well": None,
-        "field": None,
-        "dataset": None,
-        "imaging_method": None,
-        "organism": None,
-        "cell_line": None,
-        "n_channels": len(windows),
-        "channels": [
-            {"index": i + 1, "label": name, "emission_wavelength": None, "window": [start, end]}
-            for i, (name, (start, end)) in enumerate(zip(names, windows, strict=True))
-        ],
-        "source": {
-            "width": int(plane.shape[1]),
-            "height": int(plane.shape[0]),
-            "pixels_type": str(plane.dtype),
-            "z": None,
-            "t": None,
-        },
+        **imported_sample_meta(key, study, container, row.image_id, row.name, channels, source),
         "label": row.label,
         "split": row.split,
         "group": row.group,

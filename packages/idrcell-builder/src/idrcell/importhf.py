@@ -37,7 +37,7 @@ from idrcell.dataset import (
 )
 from idrcell.naming import sample_key
 from idrcell.render import IMAGE_SIZE, PixelError, encode_png, open_image, resize_to_square
-from idrcell.shards import SCHEMA, Member, sample_members
+from idrcell.shards import Member, imported_sample_meta, sample_members
 
 FILE_PATTERN = re.compile(r"^screen_(?P<screen>\d+)_(?P<image>\d+)_(?P<channel>\d+)\.png$")
 PART_PATTERN = re.compile(r"^part_\d+$")
@@ -179,27 +179,12 @@ def import_hf(
         study, container = names.get(screen_id, (f"screen-{screen_id}", "screen"))
         experiments.setdefault(f"{study}/{container}", {"study": study, "container": container})
         key = sample_key(study, container, image_id)
-        meta = {
-            "schema": SCHEMA,
-            "key": key,
-            "study": study,
-            "container": container,
-            "image_id": image_id,
-            "image_name": None,
-            "plate": None,
-            "well": None,
-            "field": None,
-            "dataset": None,
-            "imaging_method": None,
-            "organism": None,
-            "cell_line": None,
-            "n_channels": len(files),
-            "channels": [
-                {"index": position, "label": None, "emission_wavelength": None, "window": None}
-                for position in range(1, len(files) + 1)
-            ],
-            "source": {"width": None, "height": None, "pixels_type": None, "z": None, "t": None},
-        }
+        channels = [
+            {"index": position, "label": None, "emission_wavelength": None, "window": None}
+            for position in range(1, len(files) + 1)
+        ]
+        source_size = {"width": None, "height": None, "pixels_type": None, "z": None, "t": None}
+        meta = imported_sample_meta(key, study, container, image_id, None, channels, source_size)
         read = functools.partial(_members, key, meta, files, source)
         sources.append(SampleSource(key, sum(sizes) + 1024, read))
     listing.update(json.dumps(sorted(names.items())).encode())

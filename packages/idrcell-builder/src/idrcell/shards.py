@@ -43,6 +43,39 @@ def sample_members(key: str, meta: dict[str, Any], pngs: list[bytes]) -> list[Me
     return members
 
 
+def imported_sample_meta(
+    key: str,
+    study: str,
+    container: str,
+    image_id: int,
+    image_name: str | None,
+    channels: list[dict[str, Any]],
+    source: dict[str, Any],
+) -> dict[str, Any]:
+    """KEY.json of an image imported from files (docs/format.md).
+
+    What only IDR's API says (plate, well, field, dataset, the study's annotations) is null.
+    """
+    return {
+        "schema": SCHEMA,
+        "key": key,
+        "study": study,
+        "container": container,
+        "image_id": image_id,
+        "image_name": image_name,
+        "plate": None,
+        "well": None,
+        "field": None,
+        "dataset": None,
+        "imaging_method": None,
+        "organism": None,
+        "cell_line": None,
+        "n_channels": len(channels),
+        "channels": channels,
+        "source": source,
+    }
+
+
 def parse_member_name(name: str) -> tuple[str, str, int | None] | None:
     """(key, extension, channel index or None) of a member name, or None if it is not one of ours."""
     match = _MEMBER.match(name)
