@@ -26,6 +26,7 @@ TOO_LARGE = "too_large"
 UNDECODABLE_PIXELS = "undecodable_pixels"
 RESPONSE_TOO_LARGE = "response_too_large"  # an answer past ClientConfig.max_response_bytes
 OVERSIZED_PIXELS = "oversized_pixels"  # a JPEG declaring more pixels than the plane (a decompression bomb)
+KEY_TOO_LONG = "key_too_long"  # an image id too long for the 88-character key (naming.sample_key)
 
 
 @dataclass(frozen=True)

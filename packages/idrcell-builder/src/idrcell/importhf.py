@@ -35,7 +35,7 @@ from idrcell.dataset import (
     current_summary,
     write_dataset,
 )
-from idrcell.naming import sample_key
+from idrcell.naming import KeyTooLongError, sample_key
 from idrcell.render import IMAGE_SIZE, PixelError, encode_png, open_image, resize_to_square
 from idrcell.shards import Member, imported_sample_meta, sample_members
 
@@ -177,8 +177,13 @@ def import_hf(
             sources.append(SampleSource(name, 0, functools.partial(_refuse, refused)))
             continue
         study, container = names.get(screen_id, (f"screen-{screen_id}", "screen"))
+        try:
+            key = sample_key(study, container, image_id)
+        except KeyTooLongError as error:  # named in dataset.json like the refusals above
+            name = f"screen_{screen_id}_{image_id}"
+            sources.append(SampleSource(name, 0, functools.partial(_refuse, str(error))))
+            continue
         experiments.setdefault(f"{study}/{container}", {"study": study, "container": container})
-        key = sample_key(study, container, image_id)
         channels = [
             {"index": position, "label": None, "emission_wavelength": None, "window": None}
             for position in range(1, len(files) + 1)

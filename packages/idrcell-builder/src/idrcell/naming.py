@@ -13,9 +13,15 @@ import re
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
-# Longest part kept verbatim; with two parts and an image id a key stays under 88 characters.
+# Longest part kept verbatim: two such parts leave 14 digits of image id within MAX_KEY_LENGTH.
 MAX_PART_LENGTH = 36
-KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,87}$")
+# The contract's limit (docs/format.md): `KEY.c11.png` must fit a 100-byte USTAR name.
+MAX_KEY_LENGTH = 88
+KEY_PATTERN = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_-]{{0,{MAX_KEY_LENGTH - 1}}}$")
+
+
+class KeyTooLongError(ValueError):
+    """An image id too long for its experiment's key (OMERO ids are int64; IDR's have 7 digits)."""
 
 
 def safe_part(text: str) -> str:
@@ -36,7 +42,13 @@ def sample_key(study: str, container: str, image_id: int) -> str:
     """The sample key of the shard contract, e.g. `idr0002-heriche-condensation_screenA_1938559`."""
     if image_id < 0:
         raise ValueError(f"image id {image_id} is negative")
-    return f"{experiment_name(study, container)}_{int(image_id)}"
+    key = f"{experiment_name(study, container)}_{int(image_id)}"
+    # Refused, not shortened: a key is a pure function of (study, container, id) and never changes.
+    if len(key) > MAX_KEY_LENGTH:
+        raise KeyTooLongError(
+            f"image id {image_id} gives a key of {len(key)} characters, more than {MAX_KEY_LENGTH}: {key}"
+        )
+    return key
 
 
 def is_safe_key(key: str) -> bool:

@@ -32,6 +32,7 @@ from idrcell.experiments import Experiment, experiment_seed
 from idrcell.imgdata import (
     FORBIDDEN,
     HTTP_ERROR,
+    KEY_TOO_LONG,
     NOT_FOUND,
     OVERSIZED_PIXELS,
     RESPONSE_TOO_LARGE,
@@ -45,7 +46,7 @@ from idrcell.imgdata import (
 )
 from idrcell.journal import JournalEntry, StagingDir, stage_dir
 from idrcell.listing import ExperimentListing, cached_listing
-from idrcell.naming import sample_key
+from idrcell.naming import KeyTooLongError, sample_key
 from idrcell.render import OversizedImageError, PixelError, render_channel
 from idrcell.sampling import Candidate, balanced_order
 from idrcell.shards import sample_members, tar_bytes
@@ -204,6 +205,10 @@ class _ImageFetcher:
         )
 
     async def __call__(self, candidate: Candidate) -> _Outcome:
+        try:  # before any request: an image whose key would break the contract is never fetched
+            sample_key(self.experiment.study, self.experiment.container, candidate.image_id)
+        except KeyTooLongError as error:
+            return _Skipped(candidate, KEY_TOO_LONG, str(error))
         try:
             if self.zarr is not None and self.config.pixel_source == "zarr":
                 return await self._from_zarr(candidate)
