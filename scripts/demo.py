@@ -1,7 +1,8 @@
-"""`make demo`: the main job end to end, offline, stage by stage, and what pretraining buys.
+"""`make demo`: the main job end to end, offline, stage by stage, ending with pretrained vs random init.
 
 1. start the project's IDR emulator on loopback (the "demo" catalogue: 7 experiments, 1 to 10
-   channels, 5 imaging methods; its fluorescence studies are single-cell crops);
+   channels, 5 imaging methods; six studies are single-cell crops, four of them localisation
+   screens, so that the images differ in what each channel shows, docs/emulator.md);
 2. `idrcell build` the matching experiment list, then `idrcell verify` and `idrcell stats`;
 3. pretrain a small `chadavit_petit` with DINO on 2 DDP processes (gloo) and export the teacher;
 4. write synthetic downstream datasets in the public layouts (CHAMMI included) and run
