@@ -11,8 +11,7 @@ import pytest
 import torch
 
 import chadavit
-from chadavit import ChannelBatch, collate
-from chadavit.batch import NamedImage
+from chadavit import ChannelBatch, NamedImage, collate
 from chadavit.hub import ModelFileError
 
 VOCAB = ["dna", "actin", "tubulin", "mito"]
@@ -157,4 +156,5 @@ def test_the_docs_example_runs_as_written() -> None:
     exec(compile(code, "docs/model.md", "exec"), scope)  # the project's own doc
     assert scope["cls"].shape == (2, 96)
     torch.testing.assert_close(scope["same"], scope["cls"])
+    torch.testing.assert_close(scope["batched"], scope["cls"])
     torch.testing.assert_close(scope["moved"], scope["cls"], atol=1e-5, rtol=0)

@@ -1,7 +1,8 @@
 """chadavit: the ChAda-ViT model, its baselines and DINO pretraining."""
 
+from chadavit import channels  # chadavit.channels: raw channel labels -> canonical names
 from chadavit._version import __version__
-from chadavit.batch import ChannelBatch, collate
+from chadavit.batch import ChannelBatch, NamedImage, collate
 from chadavit.hub import from_pretrained, load_released_checkpoint, save_pretrained
 from chadavit.models import Features, ViTConfig, create_model, list_models
 
@@ -12,9 +13,11 @@ __all__ = [
     "ChannelBatch",
     "Features",
     "InputContract",
+    "NamedImage",
     "ViTConfig",
     "Window",
     "__version__",
+    "channels",
     "collate",
     "create_model",
     "fit_window",
