@@ -358,11 +358,11 @@ def run_all_command(
     batch_size: BatchSize = 64,
     workers: Workers = 4,
     device: Device = "cpu",
+    chammi_metric: ChammiMetric = ChammiDistance.l2,
     protocol: ProtocolOption = ProtocolChoice.default,
     regression_head: RegressionHeadOption = None,
     reconstruction_size: ReconstructionSize = None,
 ) -> None:
-    chammi_metric: ChammiMetric = ChammiDistance.l2,
     """Run every task whose data is present, for every model; write tables and the report."""
     # Every other parameter is the RunRequest field of the same name.
     options = {k: v for k, v in locals().items() if k not in ("tasks", "manifests", "datasets")}
@@ -389,11 +389,11 @@ def run_command(
     batch_size: BatchSize = 64,
     workers: Workers = 4,
     device: Device = "cpu",
+    chammi_metric: ChammiMetric = ChammiDistance.l2,
     protocol: ProtocolOption = ProtocolChoice.default,
     regression_head: RegressionHeadOption = None,
     reconstruction_size: ReconstructionSize = None,
 ) -> None:
-    chammi_metric: ChammiMetric = ChammiDistance.l2,
     """Run one task; its rows replace earlier rows of the same task in OUT, and the report is rebuilt."""
     # Every other parameter is the RunRequest field of the same name.
     options = {k: v for k, v in locals().items() if k not in ("task", "manifests", "datasets")}
