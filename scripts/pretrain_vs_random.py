@@ -106,7 +106,7 @@ def experiment(out: Path, size: SignalSize, seed: int) -> Path:
         [
             str(BIN / "chadavit-bench"), "run-all", "--data-root", str(data), "--out", str(bench),
             "--img-size", str(IMAGE_SIZE),
-            "--seeds", str(size.seeds), "--tasks", "knn,linear,regression,reconstruction,joint",
+            "--seeds", str(size.seeds), "--tasks", "knn,linear,regression,reconstruction,joint,chammi",
             *(["--quick"] if size.quick else []),
             "--model", f"{run / 'model'}?label=pretrained",
             "--model", f"random:chadavit_petit?{options}&seed={seed}&label=random-init",
