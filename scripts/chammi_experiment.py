@@ -150,10 +150,7 @@ def experiment(out: Path, size: ChammiSize, seed: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    def finished(table: Path, seconds: float) -> str:
-        return f"\nfinished in {seconds:.0f} s; table: {table}"
-
-    return script_main(__doc__, "chammi-out", SIZES, experiment, finished, argv)
+    return script_main(__doc__, "chammi-out", SIZES, experiment, argv=argv)
 
 
 if __name__ == "__main__":

@@ -130,10 +130,7 @@ def experiment(out: Path, size: SignalSize, seed: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    def finished(comparison: Path, seconds: float) -> str:
-        return f"\nfinished in {seconds:.0f} s; table: {comparison}"
-
-    return script_main(__doc__, "signal-out", SIZES, experiment, finished, argv)
+    return script_main(__doc__, "signal-out", SIZES, experiment, argv=argv)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def script_main(
     default_out: str,
     sizes: Mapping[str, Any],
     work: Callable[[Path, Any, int], Path],
-    finished: Callable[[Path, float], str],
+    finished: Callable[[Path, float], str] | None = None,
     argv: list[str] | None = None,
 ) -> int:
     """The command line shared by the scripts: --out, --size, --seed; exit 1 naming a failed stage."""
@@ -64,5 +64,6 @@ def script_main(
     except StageFailed as error:
         print(f"{PREFIX} stopped: {error}", file=sys.stderr)
         return 1
-    print(finished(result, time.monotonic() - started))
+    seconds = time.monotonic() - started
+    print(finished(result, seconds) if finished else f"\nfinished in {seconds:.0f} s; table: {result}")
     return 0
