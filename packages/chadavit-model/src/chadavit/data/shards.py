@@ -198,6 +198,7 @@ def _decode_plane(data: bytes, what: str, image_size: int) -> np.ndarray:
                 image = image.convert("L")
             if image.size != (image_size, image_size):
                 image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.uint8).copy()
+            # A read-only view of the decoder's bytes; `np.stack` copies it into the sample.
+            return np.asarray(image, dtype=np.uint8)
         except (OSError, ValueError, SyntaxError, EOFError) as error:  # PIL raises these on bad data
             raise SampleError(f"{what} is not a readable PNG: {error}") from error
