@@ -8,14 +8,18 @@ same way.
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from idrcell.emulator import EmulatorServer
+from idrcell.shards import SHARD_NAME
+from idrcell.testpoint import PAUSE_AFTER_VARIABLE, PAUSE_DIR_VARIABLE, REACHED_FILE
 
 _spec = importlib.util.spec_from_file_location(
     "idrcell_test_helpers", Path(__file__).resolve().parents[1] / "idrcell" / "conftest.py"
@@ -73,6 +77,36 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def pause_env(env: dict[str, str], request: str, folder: Path) -> dict[str, str]:
+    """`env` asking the builder to park for good at `request`, e.g. "staged:5" (idrcell.testpoint)."""
+    return {**env, PAUSE_AFTER_VARIABLE: request, PAUSE_DIR_VARIABLE: str(folder)}
+
+
+def wait_for_pause(process: subprocess.Popen[bytes], folder: Path, timeout_s: float = 120) -> None:
+    """Wait until a process started with `pause_env(..., folder)` is parked at its pause point. The
+    poll interval only sets how soon the test notices: the point itself is fixed by the request."""
+    deadline = time.monotonic() + timeout_s
+    while not (folder / REACHED_FILE).exists():
+        assert process.poll() is None, f"it ended (exit code {process.returncode}) before its pause point"
+        assert time.monotonic() < deadline, f"pause point not reached in {timeout_s} s"
+        time.sleep(0.05)
+
+
+def check_merge_stopped_after(out: Path, reference: Path, samples: int) -> None:
+    """A merge killed at `sharded:<samples>`: the shards holding its first `samples` samples are
+    complete, with the reference's bytes; the next one is a temporary file; no other shard exists."""
+    shards, end, expected = json.loads((reference / "dataset.json").read_text())["shards"], 0, []
+    for shard in shards:
+        end += shard["samples"]
+        if end <= samples:
+            expected.append(shard["name"])
+    names = sorted(entry.name for entry in (out / "shards").iterdir() if SHARD_NAME.match(entry.name))
+    assert names == expected, f"shards at a kill after {samples} samples: {names}"
+    for name in names:
+        assert (out / "shards" / name).read_bytes() == (reference / "shards" / name).read_bytes(), name
+    assert len(temp_files(out / "shards")) == 1, temp_files(out / "shards")
+
+
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     """The error a CLI printed, asserted to be one sentence on stderr without a traceback."""
     text = " ".join(result.stderr.split())  # rich wraps long lines; the message is one logical line
@@ -106,7 +140,8 @@ def isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def rel() -> SimpleNamespace:
     """The helpers above for test modules (with --import-mode=importlib they cannot import conftest)."""
     names = ("fast_config", "dataset_snapshot", "packaged_list", "cli_env", "command", "build_command",
-             "temp_files", "children", "cmdline", "one_line_error", "TINY_LIST", "SHARD_SAMPLES")  # fmt: skip
+             "temp_files", "children", "cmdline", "one_line_error", "pause_env", "wait_for_pause",
+             "check_merge_stopped_after", "TINY_LIST", "SHARD_SAMPLES")  # fmt: skip
     return SimpleNamespace(**{name: globals()[name] for name in names})
 
 

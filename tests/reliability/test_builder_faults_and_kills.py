@@ -77,14 +77,6 @@ def _staged(out: Path) -> int:
     return len(list(out.glob("staging/*/samples/*.tar")))
 
 
-def _shard_files(out: Path) -> int:
-    """Shards written or being written (a shard is a hidden temporary file until it is complete)."""
-    try:
-        return len(os.listdir(out / "shards"))
-    except FileNotFoundError:
-        return 0
-
-
 def _running(pid: int) -> bool:
     """Alive and not a zombie (a container's init may be slow to reap orphans)."""
     try:
@@ -100,16 +92,14 @@ def _descendants(rel, pid: int) -> set[int]:
     return found
 
 
-def _run_until(rel, args: list[str], env: dict[str, str], reached, poll_s: float) -> None:
-    """Start `args`, SIGKILL it as soon as `reached()` (fail if it finished first), and check that its
-    worker processes exit on their own: a killed build must leave no orphan behind."""
-    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
+def _kill_at_pause(rel, args: list[str], env: dict[str, str], request: str, folder: Path) -> None:
+    """Start `args` asking it to park at `request` (idrcell.testpoint), SIGKILL it there, and check
+    that its worker processes exit on their own: a killed build must leave no orphan behind."""
+    process = subprocess.Popen(
+        args, env=rel.pause_env(env, request, folder), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
-        while not reached():
-            assert process.poll() is None, "the build ended before the kill point"
-            assert time.monotonic() < deadline, "kill point never reached"
-            time.sleep(poll_s)
+        rel.wait_for_pause(process, folder)
         workers = _descendants(rel, process.pid)
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -131,22 +121,23 @@ def test_five_sigkills_during_staging_and_merge_then_a_rerun_give_the_same_bytes
     out = tmp_path / "out"
     draw = random.Random(KILL_SEED)
     total = 60  # 3 experiments x 20 images
-    # Each staging kill comes after 3 to 10 more samples than the killed run before it left.
+    # Each staging kill comes after 3 to 10 more samples than the killed run before it left; the
+    # builder parks itself there (idrcell.testpoint), so the kill lands there on any machine.
     increments = [draw.randint(3, 10) for _ in range(4)]
-    merge_point = draw.randint(1, total // rel.SHARD_SAMPLES - 2)  # shard files at the kill
-    observed = []
-    # Latency slows the staging down enough to stop it at a chosen number of samples.
-    with EmulatorServer("tiny", faults=FaultConfig(latency_s=0.02)) as server:
+    # The merge kill comes in the middle of a shard, after its first shards are complete.
+    merged = draw.randint(rel.SHARD_SAMPLES + 1, total - rel.SHARD_SAMPLES - 1)
+    with EmulatorServer("tiny") as server:
         env, args = rel.cli_env(server.base_url), rel.build_command(out, "--jobs", "2")
-        for increment in increments:
-            point = _staged(out) + increment
-            _run_until(rel, args, env, lambda point=point: _staged(out) >= point, poll_s=0.01)
-            observed.append(("staging", point, _staged(out)))
+        for run, increment in enumerate(increments):
+            before = _staged(out)
+            _kill_at_pause(rel, args, env, f"staged:{increment}", tmp_path / f"pause-{run}")
+            # Exactly `increment` more samples, from both worker processes together.
+            assert _staged(out) == before + increment, (before, increment, _staged(out))
             assert not (out / "dataset.json").exists()
         # The last kill lands in the merge: staging is complete, some shards are written, not all.
-        _run_until(rel, args, env, lambda: _shard_files(out) >= merge_point, poll_s=0.0005)
-        observed.append(("merge", merge_point, _shard_files(out)))
+        _kill_at_pause(rel, args, env, f"sharded:{merged}", tmp_path / "pause-merge")
         assert _staged(out) == total and not (out / "dataset.json").exists(), "not killed in the merge"
+        rel.check_merge_stopped_after(out, reference_build, merged)
         server.reset_stats()
         started = time.monotonic()
         done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
@@ -158,4 +149,20 @@ def test_five_sigkills_during_staging_and_merge_then_a_rerun_give_the_same_bytes
         resumed = out / "staging" / stage.name / "stage.json"
         assert resumed.read_bytes() == (stage / "stage.json").read_bytes()
     assert not rel.temp_files(out), rel.temp_files(out)
-    print(f"kill points (phase, target, observed): {observed}; final rerun {rerun_s:.1f} s")
+    print(f"killed after {increments} more staged samples, then {merged} merged; rerun {rerun_s:.1f} s")
+
+
+@pytest.mark.parametrize(
+    ("request_text", "folder", "named"),
+    [("staged:x", "somewhere", "staged:N or sharded:N"), ("staged:3", "", "IDRCELL_TEST_PAUSE_DIR")],
+)
+def test_a_malformed_pause_request_is_a_one_line_usage_error(
+    tmp_path: Path, rel, request_text: str, folder: str, named: str
+) -> None:
+    env = {**os.environ, "IDRCELL_TEST_PAUSE_AFTER": request_text, "IDRCELL_TEST_PAUSE_DIR": folder}
+    done = subprocess.run(
+        rel.build_command(tmp_path / "out"), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert named in rel.one_line_error(done)
+    assert not (tmp_path / "out").exists()  # nothing was done

@@ -9,17 +9,15 @@ from condor/scrape.sub and condor/merge.sub); the helpers for that are tests/idr
 from __future__ import annotations
 
 import importlib.util
-import os
 import random
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from idrcell.condor import SubmitFile, queued_jobs
-from idrcell.emulator import EmulatorServer, FaultConfig
+from idrcell.emulator import EmulatorServer
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location(
@@ -33,18 +31,13 @@ PAINTING = condor_helpers.PAINTING  # the tiny list's 10-channel screen: the slo
 KILL_SEED = 7
 
 
-def _listing(folder: Path) -> list[str]:
-    return os.listdir(folder) if folder.is_dir() else []
-
-
-def _kill_when(command: list[str], env: dict[str, str], reached, poll_s: float) -> None:
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
+def _kill_at_pause(rel, command: list[str], env: dict[str, str], request: str, folder: Path) -> None:
+    """Run a job asking it to park at `request` (idrcell.testpoint) and SIGKILL it there."""
+    process = subprocess.Popen(
+        command, env=rel.pause_env(env, request, folder), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
-        while not reached():
-            assert process.poll() is None, "the job ended before the kill point"
-            assert time.monotonic() < deadline
-            time.sleep(poll_s)
+        rel.wait_for_pause(process, folder)
         process.send_signal(signal.SIGKILL)  # scrape.sh exec's idrcell: the signal reaches it
     finally:
         process.kill()
@@ -60,7 +53,7 @@ def test_condor_jobs_killed_and_retried_give_the_bytes_of_an_uninterrupted_build
     staging = out / "staging" / PAINTING
     staged = lambda: len(list(staging.glob("samples/*.tar")))  # noqa: E731
     draw = random.Random(KILL_SEED)
-    with EmulatorServer("tiny", faults=FaultConfig(latency_s=0.02)) as server:
+    with EmulatorServer("tiny") as server:
         variables = {"list": str(rel.TINY_LIST), "out": str(out), "base_url": server.base_url}
         scrape = SubmitFile.load(REPO / "condor" / "scrape.sub", {**variables, "concurrency": "4"})
         env = condor_helpers.slot_environment(scrape)
@@ -69,10 +62,12 @@ def test_condor_jobs_killed_and_retried_give_the_bytes_of_an_uninterrupted_build
         others = [subprocess.Popen(commands[name], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                   for name in commands if name != PAINTING]  # fmt: skip
         kills = []
-        for _ in range(4):
-            target = staged() + draw.randint(2, 4)  # 2 to 4 samples more than the last attempt left
-            _kill_when(commands[PAINTING], env, lambda t=target: staged() >= t, 0.01)
-            kills.append(("scrape", target))
+        for attempt in range(4):
+            increment = draw.randint(2, 4)  # 2 to 4 samples more than the last attempt left
+            before = staged()
+            _kill_at_pause(rel, commands[PAINTING], env, f"staged:{increment}", tmp_path / f"pause-{attempt}")
+            assert staged() == before + increment, (before, increment, staged())
+            kills.append(("scrape", staged()))
             assert not (staging / "stage.json").exists()
         rerun = subprocess.run(commands[PAINTING], env=env, capture_output=True, text=True, timeout=300)
         assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
@@ -80,21 +75,23 @@ def test_condor_jobs_killed_and_retried_give_the_bytes_of_an_uninterrupted_build
             _, stderr = process.communicate(timeout=300)
             assert process.returncode == 0, stderr.decode()[-2000:]
 
-    # The DAG's merge node, with the reference's shard limit; killed once after some shards, retried.
+    # The DAG's merge node, with the reference's shard limit; killed once in the middle of a shard
+    # after its first shards are complete, then retried.
     merge = SubmitFile.load(
         REPO / "condor" / "merge.sub", {**variables, "max_shard_samples": str(rel.SHARD_SAMPLES)}
     )
     (merge_job,) = queued_jobs(merge)
     command = [str(REPO / "condor" / "scrape.sh"), *merge_job.arguments]
     merge_env = condor_helpers.slot_environment(merge)
-    shards = draw.randint(1, 3)
-    _kill_when(command, merge_env, lambda: len(_listing(out / "shards")) >= shards, 0.0005)
-    kills.append(("merge", shards))
+    merged = draw.randint(rel.SHARD_SAMPLES + 1, 3 * rel.SHARD_SAMPLES)
+    _kill_at_pause(rel, command, merge_env, f"sharded:{merged}", tmp_path / "pause-merge")
+    kills.append(("merge", merged))
     assert not (out / "dataset.json").exists()
+    rel.check_merge_stopped_after(out, reference_build, merged)
     retried = subprocess.run(command, env=merge_env, capture_output=True, text=True, timeout=300)
     assert retried.returncode == 0, retried.stdout[-2000:] + retried.stderr[-2000:]
     assert rel.dataset_snapshot(out) == rel.dataset_snapshot(reference_build)
     reference_stage = reference_build / "staging" / PAINTING / "stage.json"
     assert (staging / "stage.json").read_bytes() == reference_stage.read_bytes()
     assert not rel.temp_files(out), rel.temp_files(out)
-    print(f"condor kills (job, target): {kills}")
+    print(f"condor kills (job, samples staged or merged at the kill): {kills}")

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -20,6 +21,7 @@ from idrcell.emulator.cli import emulator_command
 from idrcell.executors import ExecutorKind, response_cap_bytes
 from idrcell.experiments import Experiment, ExperimentListError, find_experiment, load_experiments
 from idrcell.stage import StageConfig
+from idrcell.testpoint import requested_pause
 from idrcell.zarr_resolve import DEFAULT_ZARR_BASE_URL, ZARR_BASE_URL_ENV
 from idrcell.zarr_source import PIXEL_SOURCES
 
@@ -123,6 +125,10 @@ def main(
     """Build multi-channel 224 x 224 WebDataset shards from the Image Data Resource (IDR)."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:  # tests only (testpoint.py): a malformed pause request is a usage error before any work
+        requested_pause()
+    except ValueError as error:
+        raise _fail(escape(str(error)), USAGE_ERROR) from None
 
 
 # Exit codes, the same in the three CLIs (README.md, "Exit codes"): 0 success; USAGE_ERROR when the

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from idrcell import __version__
 from idrcell.atomic import atomic_open, atomic_write_text, remove_stale_temps
 from idrcell.shards import SCHEMA, SHARD_NAME, SHARD_PATTERN, Member, file_sha256, write_tar
+from idrcell.testpoint import counted_write
 
 DATASET_FILE = "dataset.json"
 INDEX_FILE = "index.parquet"
@@ -212,7 +213,8 @@ def write_dataset(
             nonlocal channels, written, in_shard
             for done, source in enumerate(batch, start=first + 1):
                 try:
-                    sample = source.read()
+                    with counted_write("sharded"):  # tests only: a kill test's pause point (testpoint.py)
+                        sample = source.read()
                 except UnusableSample as error:
                     skipped.append((source.key, str(error)))
                     continue

@@ -50,6 +50,7 @@ from idrcell.naming import KeyTooLongError, sample_key
 from idrcell.render import OversizedImageError, PixelError, render_channel
 from idrcell.sampling import Candidate, balanced_order
 from idrcell.shards import sample_members, tar_bytes
+from idrcell.testpoint import counted_write
 from idrcell.zarr_resolve import DEFAULT_ZARR_BASE_URL
 from idrcell.zarr_source import ZarrPixelSource, ZarrSkip, img_data_has_exception
 
@@ -247,7 +248,8 @@ class _ImageFetcher:
         if source_extra:  # Zarr-sourced samples only: render-sourced KEY.json keep their bytes
             meta["source"].update(source_extra)
         data = tar_bytes(sample_members(key, meta, pngs))
-        atomic_write_bytes(self.staging.sample_path(candidate.image_id), data)
+        with counted_write("staged"):  # tests only: a kill test's pause point (testpoint.py)
+            atomic_write_bytes(self.staging.sample_path(candidate.image_id), data)
         return _Staged(candidate, key, len(pngs), len(data), plan.nulled)
 
     async def _channel_png(self, image_id: int, plan: ImagePlan, channel: Any) -> bytes:
