@@ -30,6 +30,7 @@ from idrcell.merge import merge_stages
 from idrcell.naming import is_safe_key
 from idrcell.shards import read_tar
 from idrcell.stats import dataset_stats
+from idrcell.testpoint import PAUSE_AFTER_VARIABLE, PAUSE_DIR_VARIABLE, REACHED_FILE
 from idrcell.verify import verify_dataset
 
 
@@ -149,8 +150,9 @@ def test_sigkill_mid_build_then_rerun_gives_the_same_bytes(
     clean_build: Path, tiny_list: Path, tmp_path: Path, snapshot, env_for
 ) -> None:
     out = tmp_path / "out"
-    # Latency slows the build down enough to kill it in the middle.
-    with EmulatorServer("tiny", faults=FaultConfig(latency_s=0.03)) as server:
+    # The build parks itself after 8 staged samples (idrcell.testpoint): the kill lands there.
+    pause = {PAUSE_AFTER_VARIABLE: "staged:8", PAUSE_DIR_VARIABLE: str(tmp_path / "pause")}
+    with EmulatorServer("tiny") as server:
         command = [
             str(Path(sys.executable).parent / "idrcell"),
             "build",
@@ -162,16 +164,20 @@ def test_sigkill_mid_build_then_rerun_gives_the_same_bytes(
             "2",
         ]
         process = subprocess.Popen(
-            command, env=env_for(server.base_url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            command,
+            env={**env_for(server.base_url), **pause},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + 60
-        while len(list(out.glob("staging/*/samples/*.tar"))) < 8:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "pause" / REACHED_FILE).exists():
             assert process.poll() is None, process.stderr.read().decode()
             assert time.monotonic() < deadline
-            time.sleep(0.02)
+            time.sleep(0.05)
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
         process.stderr.close()
+        assert len(list(out.glob("staging/*/samples/*.tar"))) == 8
         staged_before = {
             int(line["image_id"])
             for journal in out.glob("staging/*/journal.jsonl")
@@ -180,7 +186,6 @@ def test_sigkill_mid_build_then_rerun_gives_the_same_bytes(
         }
         assert staged_before and not (out / "dataset.json").exists()
         listed_before = {path.parent.name for path in out.glob("staging/*/listing.json")}
-        server.set_faults(FaultConfig())
         server.reset_stats()
         rerun = subprocess.run(
             command, env=env_for(server.base_url), capture_output=True, text=True, timeout=120

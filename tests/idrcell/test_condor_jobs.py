@@ -19,7 +19,8 @@ from typer.testing import Result as CliResult
 
 from idrcell.cli import app
 from idrcell.condor import CondorJob, SubmitFile, arguments_to_argv, queued_jobs
-from idrcell.emulator import EmulatorServer, FaultConfig
+from idrcell.emulator import EmulatorServer
+from idrcell.testpoint import PAUSE_AFTER_VARIABLE, PAUSE_DIR_VARIABLE, REACHED_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 IDRCELL = Path(sys.executable).parent / "idrcell"
@@ -50,26 +51,30 @@ def test_a_killed_job_rerun_finishes_its_experiment_without_duplicates(
 ) -> None:
     out = tmp_path / "out"
     staging = out / "staging" / PAINTING
-    # Latency slows the job down enough to kill it in the middle, as an eviction or a dead node would.
-    with EmulatorServer("tiny", faults=FaultConfig(latency_s=0.03)) as server:
+    # The job parks itself after 5 staged samples (idrcell.testpoint), and is killed there, as an
+    # eviction or a dead node would.
+    pause = {PAUSE_AFTER_VARIABLE: "staged:5", PAUSE_DIR_VARIABLE: str(tmp_path / "pause")}
+    with EmulatorServer("tiny") as server:
         submit = SubmitFile.load(
             REPO / "condor" / "scrape.sub",
             {"list": str(tiny_list), "out": str(out), "base_url": server.base_url, "concurrency": "4"},
         )
         job, env = job_for(submit, PAINTING), slot_environment(submit)
         command = [str(REPO / "condor" / "scrape.sh"), *job.arguments]
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while len(list(staging.glob("samples/*.tar"))) < 5:
+        process = subprocess.Popen(
+            command, env={**env, **pause}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "pause" / REACHED_FILE).exists():
             assert process.poll() is None, process.stderr.read().decode()
             assert time.monotonic() < deadline
-            time.sleep(0.02)
+            time.sleep(0.05)
         process.send_signal(signal.SIGKILL)  # scrape.sh exec's idrcell: the signal reaches the stage
         assert process.wait() == -signal.SIGKILL
         process.stderr.close()
+        assert len(list(staging.glob("samples/*.tar"))) == 5
         assert not (staging / "stage.json").exists()
         had = set(staged_ids(staging))
-        server.set_faults(FaultConfig())
         server.reset_stats()
         rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
         fetched_again = {

@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from idrcell.cli import app
 from idrcell.import_images import import_images
 from idrcell.shards import read_tar
+from idrcell.testpoint import PAUSE_AFTER_VARIABLE, PAUSE_DIR_VARIABLE, REACHED_FILE
 from idrcell.verify import verify_dataset
 
 runner = CliRunner()
@@ -220,10 +221,10 @@ def test_a_sigkilled_import_rerun_gives_the_bytes_of_a_clean_one(tmp_path: Path)
     folder = tmp_path / "many"
     folder.mkdir()
     rows = []
-    for i in range(40):
+    for i in range(12):
         tifffile.imwrite(
             folder / f"{i}.tif",
-            rng.integers(0, 4095, (3, 400, 400), dtype=np.uint16),
+            rng.integers(0, 4095, (3, 100, 100), dtype=np.uint16),
             photometric="minisblack",
         )
         rows.append({"channels": f"{i}.tif", "label": str(i % 3)})
@@ -236,17 +237,25 @@ def test_a_sigkilled_import_rerun_gives_the_bytes_of_a_clean_one(tmp_path: Path)
         "2",
     ]
     killed = tmp_path / "killed"
+    # The import parks itself after 7 samples (idrcell.testpoint), in the middle of its 4th shard.
+    pause = {PAUSE_AFTER_VARIABLE: "sharded:7", PAUSE_DIR_VARIABLE: str(tmp_path / "pause")}
     process = subprocess.Popen(
-        [*command, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [*command, "--out", str(killed)],
+        env={**os.environ, **pause},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 120
-    while not (killed / "shards" / "idrcell-000003.tar").exists():
+    while not (tmp_path / "pause" / REACHED_FILE).exists():
         assert process.poll() is None, process.stderr.read().decode()
         assert time.monotonic() < deadline
-        time.sleep(0.01)
+        time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     process.stderr.close()
+    temporary, *complete = sorted(path.name for path in (killed / "shards").iterdir())  # "." sorts first
+    assert complete == [f"idrcell-00000{i}.tar" for i in range(3)], complete
+    assert temporary.startswith(".idrcell-000003.tar.tmp-"), temporary
     assert not (killed / "dataset.json").exists()  # an interrupted import is never taken as complete
     assert subprocess.run([*command, "--out", str(killed)], capture_output=True).returncode == 0
     assert subprocess.run([*command, "--out", str(tmp_path / "clean")], capture_output=True).returncode == 0
