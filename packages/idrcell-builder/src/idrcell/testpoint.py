@@ -1,9 +1,9 @@
 """Tests only: park a build for good once it has written N samples, so that a kill test's SIGKILL
 lands at that point on a fast or a loaded machine alike.
 
-Two environment variables ask for it; when `IDRCELL_TEST_PAUSE_AFTER` is unset (or empty) nothing
-here runs but one dictionary lookup per sample. A malformed request is a one-line usage error of
-every `idrcell` command (cli.py checks it before any work).
+Two environment variables ask for it; when `IDRCELL_TEST_PAUSE_AFTER` is unset (or empty) the hook
+costs one environment lookup per sample and changes nothing. A malformed request is a one-line usage
+error of every `idrcell` command (cli.py checks it before any work).
 
     IDRCELL_TEST_PAUSE_AFTER=staged:N    N sample files renamed into place in staging folders
                                           (stage.py); any further sample write waits before it starts.
