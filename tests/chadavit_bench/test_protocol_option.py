@@ -1,7 +1,9 @@
-"""`--protocol paper|default`: the authors' kNN sweep, image preparation and BloodMNIST size, end to end."""
+"""`--protocol paper|default`: the authors' kNN sweep, image preparation, BloodMNIST size, per-dataset
+pixel scaling and probe crops, and the standard ViT on every task, end to end."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -13,12 +15,19 @@ import torch
 from typer.testing import CliRunner
 
 from chadavit_bench.cli import RunRequest, app
+from chadavit_bench.config import BenchConfig
 from chadavit_bench.datasets import discover
 from chadavit_bench.embed import resize
+from chadavit_bench.imaging import scale_to_unit
+from chadavit_bench.intensity import apply_intensity
+from chadavit_bench.protocol import apply_protocol
 from chadavit_bench.protocols.knn import KnnConfig, knn_predict, run_knn
 from chadavit_bench.protocols.online_probe import OnlineImages, augmented_view, encode, run_online_probe
 from chadavit_bench.protocols.paper_heads import PaperHeadConfig, run_linear_mse_regression, warmup_cosine
+from chadavit_bench.protocols.reconstruction import ReconstructionConfig, run_reconstruction
 from chadavit_bench.testing import TINY_CHADAVIT, TINY_IMG_SIZE
+
+TINY_STANDARD_VIT = "standard_vit_tiny?embed_dim=32&depth=1&num_heads=2&img_size=32&patch_size=8"
 
 
 def test_euclidean_neighbours_vote_by_inverse_distance() -> None:
@@ -171,6 +180,10 @@ def test_run_all_under_both_protocols(synthetic_root: Path, tmp_path: Path) -> N
     default = pd.read_parquet(outputs["default"] / "results.parquet")
     paper = pd.read_parquet(outputs["paper"] / "results.parquet")
     assert "accuracy_best_of_sweep" not in set(default["metric"])
+    # Each dataset's rows record the pixel scaling of the authors' loader for it (protocol.py).
+    stamped = paper[["dataset", "intensity"]].drop_duplicates().set_index("dataset")["intensity"].to_dict()
+    assert stamped == {"bloodmnist": "dtype", "cyclops": "clip255", "nfkb": "dtype"}
+    assert set(default["intensity"]) == {"dataset"}
     # The authors' NF-kB head runs one fit per seed (--quick: 2); ridge has no seed.
     assert set(paper[paper["task"] == "regression"]["seed"]) == {0, 1}
     assert set(default[default["task"] == "regression"]["seed"]) == {0}
@@ -189,7 +202,116 @@ def test_run_all_under_both_protocols(synthetic_root: Path, tmp_path: Path) -> N
     for protocol, out in outputs.items():
         config = json.loads((out / "run.json").read_text())["config"]
         assert config["protocol"] == protocol
+        datasets = json.loads((out / "run.json").read_text())["datasets"]
+        assert datasets["cyclops"]["intensity"] == ("clip255" if protocol == "paper" else "dataset")
         assert config["image_prep"] == ("resize_center_crop" if protocol == "paper" else "resize")
         report = (out / "report.md").read_text()
         assert ("Protocol: **paper**" in report) == (protocol == "paper")
         assert ("The authors' probe" in report) == (protocol == "paper")
+
+
+def test_the_paper_protocol_scales_each_dataset_as_the_authors_loaders(
+    synthetic_root: Path, tmp_path: Path
+) -> None:
+    paper = apply_protocol(BenchConfig(), "paper")
+    modes = {
+        name: paper.intensity_for(name) for name in ("bbbc021", "bray", "cyclops", "bloodmnist", "cells")
+    }
+    # Raw float32 counts (BBBC021, Bray), clipped to 0-255 then / 255 (CyclOPS), ToTensor's / 255
+    # (BloodMNIST); a dataset the authors never read (a manifest) keeps the run's mode.
+    assert modes == {
+        "bbbc021": "raw", "bray": "raw", "cyclops": "clip255", "bloodmnist": "dtype", "cells": "dataset"
+    }  # fmt: skip
+    assert BenchConfig().intensity_for("bbbc021") == "dataset"
+    # An explicit --intensity wins over the protocol, for every dataset.
+    request = RunRequest(["knn"], ["m"], None, tmp_path, protocol="paper", intensity="minmax")
+    assert request.config().intensity_for("bbbc021") == "minmax"
+    assert (
+        RunRequest(["knn"], ["m"], None, tmp_path, protocol="paper").config().intensity_for("bbbc021")
+        == "raw"
+    )
+    # What the modes do to the pixels.
+    counts = np.array([[[0, 100, 255, 300, 4000]]], dtype=np.uint16)
+    expected = np.array([[[0, 100 / 255, 1, 1, 1]]], dtype=np.float32)
+    assert np.array_equal(scale_to_unit(counts, "clip255"), expected)
+    assert scale_to_unit(counts, "raw").tolist() == [[[0.0, 100.0, 255.0, 300.0, 4000.0]]]
+    found, _ = discover(synthetic_root, names=["cyclops"])
+    raw = apply_intensity(found["cyclops"], "raw").read(0)
+    clipped = apply_intensity(found["cyclops"], "clip255").read(0)
+    assert np.array_equal(clipped, np.floor(np.clip(raw, 0, 255)) / np.float32(255))
+
+
+def test_the_online_probe_crops_each_dataset_at_the_authors_scale(
+    synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chadavit_bench.models import load_model, parse_model_spec
+    from chadavit_bench.protocols import online_probe
+    from chadavit_bench.runner import cap_splits
+    from chadavit_bench.tasks import REGISTRY
+    from chadavit_bench.tasks.context import ModelContext
+
+    scales: list[tuple[float, float]] = []
+    sample = online_probe.sample_geometry
+
+    def recording(generator, n, height, width, scale, config):
+        scales.append(tuple(scale))
+        return sample(generator, n, height, width, scale, config)
+
+    monkeypatch.setattr(online_probe, "sample_geometry", recording)
+    names = ["bloodmnist", "bbbc048", "cells"]
+    found, _ = discover(synthetic_root, names=names)
+    found = {n: cap_splits(d, 12) for n, d in found.items()}
+    config = apply_protocol(BenchConfig(img_size=TINY_IMG_SIZE, workers=1, seeds=1), "paper")
+    quick = dataclasses.replace(config.online_probe, epochs=1, warmup_epochs=0)
+    config = dataclasses.replace(
+        config, fractions=(1.0,), features=("cls",), all_tokens=False, online_probe=quick
+    )
+    context = ModelContext(load_model(parse_model_spec(TINY_CHADAVIT), "cpu"), found, config, tmp_path)
+    used = {}
+    for name in names:
+        scales.clear()
+        output = REGISTRY["linear"].run(context, (name,))
+        assert output.rows and len(scales) == len(found[name].indices(found[name].fit_split))
+        used[name] = set(scales)
+    # classification_dataloader.py: BloodMNIST 0.9-1, BBBC048 0.2-1; anything else their 0.08-1.
+    assert used == {"bloodmnist": {(0.9, 1.0)}, "bbbc048": {(0.2, 1.0)}, "cells": {(0.08, 1.0)}}
+
+
+def test_raw_reconstruction_targets_are_learned_in_their_own_units() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8)).astype(np.float32)
+    unit = np.clip(0.5 + 0.15 * np.tanh(x[:, :1, None] + x[:, 1:2, None]) * np.ones((1, 8, 8)), 0, 1)
+    unit = unit.astype(np.float32)
+    unit[0, 0, 0] = 1.0  # the training maximum: raw / 4095 is then exactly the unit targets
+    raw = unit * np.float32(4095)
+    config = ReconstructionConfig(target_size=8, epochs=30)
+    scaled = run_reconstruction(x[:40], unit[:40], x[40:], unit[40:], 0, config)
+    counts = run_reconstruction(x[:40], raw[:40], x[40:], raw[40:], 0, config, unit_range=False)
+    # Clipping raw predictions to [0, 1] would make R2 hugely negative; scaled, the fit is the same.
+    assert counts["r2"] == pytest.approx(scaled["r2"], abs=1e-3) and scaled["r2"] > 0.5
+    assert counts["mse"] == pytest.approx(scaled["mse"] * 4095**2, rel=1e-3)
+
+
+def test_the_standard_vit_on_reconstruction_and_joint(synthetic_root: Path, tmp_path: Path) -> None:
+    from chadavit_bench.models import load_model, parse_model_spec
+    from chadavit_bench.tasks import REGISTRY
+    from chadavit_bench.tasks.context import ModelContext
+
+    found, _ = discover(synthetic_root, names=["bbbc021", "bray"])  # 3 and 5 channels
+    config = BenchConfig(img_size=32, workers=1, seeds=1, features=("cls",))
+    context = ModelContext(load_model(parse_model_spec(TINY_STANDARD_VIT), "cpu"), found, config, tmp_path)
+    # Reconstruction encodes DAPI + Tubulin: 2 channels, which a 3-channel ViT cannot take: a named skip.
+    output = REGISTRY["reconstruction"].run(context, ("bbbc021",))
+    assert not output.rows and [s.reason for s in output.skips] == [
+        "standard_vit_tiny takes 3-channel images; the reconstruction encodes 2 (DAPI, Tubulin) "
+        "to predict Actin"
+    ]
+    # The joint embedding runs on the first 3 channels of each dataset, and its rows say so.
+    output = REGISTRY["joint"].run(context, ("bbbc021", "bray"))
+    assert {r.metric for r in output.rows} >= {"compound_transfer_accuracy"}
+    assert [(f.dataset, f.reason) for f in output.flags] == [
+        (
+            "bbbc021+bray",
+            "standard_vit_tiny takes 3-channel images: it saw DNA, ER, RNA of the 5 channels of bray",
+        )
+    ]

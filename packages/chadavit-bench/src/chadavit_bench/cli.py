@@ -107,15 +107,20 @@ class IntensityChoice(enum.StrEnum):
     dataset = "dataset"
     dtype = "dtype"
     minmax = "minmax"
+    raw = "raw"
+    clip255 = "clip255"
 
 
 IntensityOption = Annotated[
-    IntensityChoice,
+    IntensityChoice | None,
     typer.Option(
         "--intensity",
-        help="Raw pixels to [0, 1]: dataset (per-channel percentiles of the fit split; keeps brightness "
-        "differences between images), dtype (uint8 / 255, uint16 / 65535) or minmax (per image; erases "
-        "intensity phenotypes). docs/bench.md.",
+        help="How pixels are scaled: dataset (the default: per-channel percentiles of the fit split; "
+        "keeps brightness differences between images), dtype (uint8 / 255, uint16 / 65535), minmax "
+        "(per image; erases intensity phenotypes), raw (unscaled) or clip255 (clipped to 0-255, / 255). "
+        "Given, it applies to every dataset, also under --protocol paper (which otherwise scales each "
+        "dataset as the authors did). docs/bench.md.",
+        show_default=False,
     ),
 ]
 Manifests = Annotated[
@@ -201,7 +206,7 @@ class RunRequest:
     seeds: int | None = None
     quick: bool = False
     img_size: int = 224
-    intensity: str = "dataset"
+    intensity: str | None = None  # None: "dataset", or the protocol's per-dataset modes
     manifests: list[Path] = dataclasses.field(default_factory=list)
     datasets: list[str] | None = None
     knn_grid: bool = False
@@ -221,7 +226,7 @@ class RunRequest:
 
         config = BenchConfig(
             img_size=self.img_size,
-            intensity=IntensityChoice(self.intensity).value,
+            intensity=IntensityChoice(self.intensity or "dataset").value,
             knn_grid=self.knn_grid,
             max_images_per_split=self.max_images,
             batch_size=self.batch_size,
@@ -238,6 +243,8 @@ class RunRequest:
         elif self.seeds is not None:
             config = dataclasses.replace(config, seeds=self.seeds)
         config = apply_protocol(config, ProtocolChoice(self.protocol).value)
+        if self.intensity is not None:  # an explicit mode wins over the protocol's per-dataset ones
+            config = dataclasses.replace(config, dataset_intensity=())
         if self.regression_head is not None:  # an explicit head wins over the protocol's
             head = RegressionHead(self.regression_head).value
             config = dataclasses.replace(config, regression=dataclasses.replace(config.regression, head=head))
@@ -349,7 +356,7 @@ def run_all_command(
     seeds: Seeds = None,
     quick: Quick = False,
     img_size: ImgSize = 224,
-    intensity: IntensityOption = IntensityChoice.dataset,
+    intensity: IntensityOption = None,
     manifests: Manifests = None,
     datasets: Datasets = None,
     knn_grid: KnnGrid = False,
@@ -380,7 +387,7 @@ def run_command(
     seeds: Seeds = None,
     quick: Quick = False,
     img_size: ImgSize = 224,
-    intensity: IntensityOption = IntensityChoice.dataset,
+    intensity: IntensityOption = None,
     manifests: Manifests = None,
     datasets: Datasets = None,
     knn_grid: KnnGrid = False,

@@ -121,13 +121,22 @@ def resolve_label(summary: pd.DataFrame, name: str) -> str:
 def check_same_settings(summary: pd.DataFrame, model: str, baseline: str) -> None:
     """Refuse a head-to-head of rows made differently (the model checksum may differ, of course)."""
     fields = [f for f in SETTINGS if f != "model_checksum"]
+    # Per dataset: under --protocol paper each dataset has its own intensity mode.
     made = {
-        name: summary.loc[summary["model"] == name, fields].drop_duplicates() for name in (model, baseline)
+        name: summary.loc[summary["model"] == name, ["dataset", *fields]].drop_duplicates()
+        for name in (model, baseline)
     }
-    if any(len(frame) != 1 for frame in made.values()):
+    if any(frame.empty or frame["dataset"].duplicated().any() for frame in made.values()):
         return  # absent (compare_scores names it) or already split by label
-    a, b = (made[name].iloc[0] for name in (model, baseline))
-    differ = [f"{f} {a[f]} vs {b[f]}" for f in fields if a[f] != b[f]]
+    both = made[model].merge(made[baseline], on="dataset", suffixes=("_a", "_b"))
+    differ = list(
+        dict.fromkeys(
+            f"{f} {row[f + '_a']} vs {row[f + '_b']}"
+            for row in both.to_dict("records")
+            for f in fields
+            if row[f + "_a"] != row[f + "_b"]
+        )
+    )
     if differ:
         raise ValueError(
             f"{model} and {baseline} were run under different settings ({', '.join(differ)}); "

@@ -19,6 +19,8 @@ from chadavit_bench.protocols.regression import RegressionConfig
 class BenchConfig:
     img_size: int = 224
     intensity: str = "dataset"  # --intensity: how raw pixels become [0, 1] (imaging.py, intensity.py)
+    # Per-dataset modes that replace `intensity` for those datasets (--protocol paper: the authors').
+    dataset_intensity: tuple[tuple[str, str], ...] = ()
     seeds: int = 5  # the paper's linear probes average 5 seeds
     features: tuple[str, ...] = FEATURE_KINDS
     fractions: tuple[float, ...] = FRACTIONS
@@ -32,6 +34,8 @@ class BenchConfig:
     linear: LinearProbeConfig = field(default_factory=LinearProbeConfig)
     linear_online: bool = False  # the authors' probe on augmented images (--protocol paper)
     online_probe: PaperHeadConfig = field(default_factory=PaperHeadConfig)
+    # RandomResizedCrop scale of the online probe's views per dataset; others: CROP_SCALE (0.08-1).
+    online_crop_scales: tuple[tuple[str, tuple[float, float]], ...] = ()
     all_tokens: bool = False  # also evaluate every patch token flattened (knn, linear, regression)
     all_tokens_max_bytes: int = 2 * 2**30  # a dataset whose flattened tokens take more is skipped
     regression: RegressionConfig = field(default_factory=RegressionConfig)
@@ -46,6 +50,10 @@ class BenchConfig:
     batch_size: int = 64
     workers: int = 4
     device: str = "cpu"
+
+    def intensity_for(self, dataset: str) -> str:
+        """The intensity mode of `dataset`: its entry in `dataset_intensity`, else `intensity`."""
+        return dict(self.dataset_intensity).get(dataset, self.intensity)
 
 
 def quick_config(config: BenchConfig, seeds: int | None = None) -> BenchConfig:

@@ -31,6 +31,7 @@ import chadavit
 from chadavit.atomic import atomic_write
 from chadavit_bench import __version__
 from chadavit_bench.datasets.base import DownstreamDataset
+from chadavit_bench.imaging import in_unit_range
 
 logger = logging.getLogger(__name__)
 
@@ -240,9 +241,16 @@ def extract_embeddings(
 
 
 @torch.inference_mode()
-def all_tokens_bytes(model: nn.Module, dataset: DownstreamDataset, img_size: int, device: str = "cpu") -> int:
-    """Bytes the flattened patch tokens of every image of `dataset` take (float32), from one image."""
-    image = resize(dataset.read(0), img_size)
+def all_tokens_bytes(
+    model: nn.Module,
+    dataset: DownstreamDataset,
+    img_size: int,
+    device: str = "cpu",
+    channels: int | None = None,
+) -> int:
+    """Bytes the flattened patch tokens of every image of `dataset` take (float32), from one image
+    (its first `channels` channels: what a fixed-channel model sees)."""
+    image = resize(dataset.read(0)[:channels], img_size)
     features = model.forward_features(chadavit.ChannelBatch.from_images([image]).to(device))
     return features.patch_tokens[0].numel() * 4 * len(dataset)
 
@@ -260,7 +268,9 @@ def channel_targets(
             return cached["targets"]
     positions = channel_positions(dataset, [channel])
     images = read_images(dataset, range(len(dataset)), positions, size, workers)
-    targets = torch.stack(images)[:, 0].numpy().clip(0.0, 1.0)
+    targets = torch.stack(images)[:, 0].numpy()
+    if in_unit_range(dataset.intensity):  # resampling overshoot; `raw` pixels keep their counts
+        targets = targets.clip(0.0, 1.0)
     if path is not None:
         save_npz(path, targets=targets)
     return targets

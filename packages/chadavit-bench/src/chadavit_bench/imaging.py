@@ -1,11 +1,15 @@
-"""Reading channel files and scaling pixels to float32 in [0, 1] by the run's `--intensity` mode.
+"""Reading channel files and scaling pixels to float32 by the run's `--intensity` mode.
 
-Modes (chadavit.preprocess does the arithmetic; docs/bench.md says why `dataset` is the default):
+Modes (chadavit.preprocess does the arithmetic of the first three; docs/bench.md says why `dataset`
+is the default):
 - `dataset`: per-channel percentiles (0.5, 99.5) computed once over the fit split (intensity.py),
   the same window for every image of the dataset: brightness differences between images stay.
 - `dtype`: the dtype's range (uint8 / 255, uint16 / 65535).
 - `minmax`: per image and per channel min-max; erases intensity phenotypes.
-- `raw`: float32, unscaled (what the `dataset` window is fitted on).
+- `raw`: float32, unscaled, NOT in [0, 1] (what the `dataset` window is fitted on; the authors'
+  evaluation of BBBC021 and Bray, see chadavit_bench.protocol).
+- `clip255`: values clipped to [0, 255], truncated to integers, then / 255: the authors' CyclOPS
+  reading (`np.clip(image, 0, 255).astype(np.uint8)` then ToTensor); equals `dtype` on uint8 files.
 """
 
 from __future__ import annotations
@@ -47,16 +51,24 @@ def read_planes(path: str | Path) -> np.ndarray:
     raise ImageReadError(f"image file {path} has shape {array.shape}; expected (H, W) or (H, W, C)")
 
 
-INTENSITY_MODES = ("dataset", "dtype", "minmax")
+INTENSITY_MODES = ("dataset", "dtype", "minmax", "raw", "clip255")
 DEFAULT_INTENSITY = "dataset"
+UNBOUNDED_MODES = ("raw",)  # the modes whose pixels are not in [0, 1]: nothing may clip them there
+
+
+def in_unit_range(intensity: str) -> bool:
+    """Whether `intensity` maps pixels into [0, 1] (so resampling overshoot may be clipped back)."""
+    return intensity not in UNBOUNDED_MODES
 
 
 def scale_to_unit(planes: np.ndarray, intensity: str = "dtype", window: Window | None = None) -> np.ndarray:
-    """Scale a (C, H, W) array to float32 in [0, 1] by `intensity` (see the module docstring)."""
+    """Scale a (C, H, W) array to float32 by `intensity` (see the module docstring)."""
     if planes.dtype == np.bool_:
         planes = planes.astype(np.uint8) * np.uint8(255)
     if intensity == "raw":
         return planes.astype(np.float32)
+    if intensity == "clip255":
+        return (np.floor(np.clip(planes.astype(np.float64), 0, 255)) / 255).astype(np.float32)
     if intensity == "dataset":
         if window is None:
             raise ValueError("intensity 'dataset' needs the window fitted on the fit split")

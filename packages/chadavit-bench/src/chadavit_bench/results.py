@@ -123,13 +123,22 @@ def distinguish_settings(summary: pd.DataFrame) -> pd.DataFrame:
     summary = summary.assign(raw_model=summary["model"])
     if summary.empty:
         return summary
-    shared = [f for f in SETTINGS if f != "model_checksum" and summary[f].nunique() > 1]
+    shared = [f for f in SETTINGS if f != "model_checksum" and _varies(summary, f)]
     reweighted = set(summary.groupby("raw_model")["model_checksum"].nunique().loc[lambda n: n > 1].index)
     labels = []
     for row in summary.to_dict("records"):
         fields = shared + (["model_checksum"] if row["raw_model"] in reweighted else [])
         labels.append(row["raw_model"] + setting_label(row, fields))
     return summary.assign(model=labels)
+
+
+def _varies(summary: pd.DataFrame, field: str) -> bool:
+    """Whether `field` differs between rows that could sit side by side. The intensity mode is
+    compared within each dataset: `--protocol paper` reads each dataset its own way, the same for
+    every model."""
+    if field == "intensity":
+        return bool(summary.groupby("dataset")[field].nunique().max() > 1)
+    return bool(summary[field].nunique() > 1)
 
 
 def summarise(results: pd.DataFrame, warnings: Sequence[Mapping[str, str]] = ()) -> pd.DataFrame:

@@ -32,7 +32,7 @@ from chadavit_bench.models import LoadedModel, ModelSpec, ModelSpecError, load_m
 from chadavit_bench.protocols.lowdata import stratified_subset
 from chadavit_bench.results import merge, read_results, to_frame, write_tables
 from chadavit_bench.runjson import read_run_json, write_run_json
-from chadavit_bench.settings import run_settings
+from chadavit_bench.settings import run_settings, stamp_intensity
 from chadavit_bench.tasks import REGISTRY, TASKS, Flag, Job, Skip
 from chadavit_bench.tasks.context import ModelContext, slug
 
@@ -244,10 +244,11 @@ def run_all(
         raise DatasetNotFoundError(f"nothing to run under {data_root}: {reasons}")
     # Reads the fit split of every dataset a job uses (the `dataset` mode's window): the run has started.
     for name in sorted({name for job in jobs for name in job.datasets}):
+        mode = config.intensity_for(name)
         try:
-            found[name] = apply_intensity(found[name], config.intensity)
+            found[name] = apply_intensity(found[name], mode)
         except (OSError, ValueError) as error:
-            raise BenchRunError(f"{name}: fitting --intensity {config.intensity} failed: {error}") from error
+            raise BenchRunError(f"{name}: fitting --intensity {mode} failed: {error}") from error
     progress.start(len(specs) * len(jobs))
     frames: list[pd.DataFrame] = []
     flags: list[Flag] = []
@@ -273,11 +274,14 @@ def run_all(
             skipped += output.skips
             flags += output.flags
             progress.advance(f"{loaded.label} · {job.task} · {'+'.join(job.datasets)}")
-        frames.append(to_frame(rows, run_settings(config, loaded.checksum)))
+        frames.append(stamp_intensity(to_frame(rows, run_settings(config, loaded.checksum)), config))
     new = pd.concat(frames, ignore_index=True)
     replaced = set(map(tuple, new[["model", "dataset", "task"]].drop_duplicates().to_numpy()))
     results = merge(previous_results, new)
-    dataset_info = {name: _dataset_info(d) for name, d in found.items()}
+    # The intensity mode each dataset is (or, unused by these tasks, would be) read with.
+    dataset_info = {
+        name: {**_dataset_info(d), "intensity": config.intensity_for(name)} for name, d in found.items()
+    }
     outcome = RunOutcome(out, results, skipped, model_info, dataset_info, flags)
     document = run_json_document(previous_run, outcome, config, tasks, replaced)
     try:

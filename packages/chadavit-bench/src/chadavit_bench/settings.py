@@ -6,13 +6,15 @@ import dataclasses
 import hashlib
 import json
 
+import pandas as pd
+
 from chadavit_bench.config import BenchConfig
 from chadavit_bench.results import Settings
 
 # BenchConfig fields that do not change a number (speed, device, what the report draws) or that
 # have their own column (img_size, seeds, intensity; features is the rows' `features` column).
 _NOT_PROTOCOL = frozenset(
-    {"img_size", "seeds", "intensity", "features", "batch_size", "workers", "device"}
+    {"img_size", "seeds", "intensity", "dataset_intensity", "features", "batch_size", "workers", "device"}
     | {"attention_images", "attention_datasets"}
 )
 
@@ -48,3 +50,20 @@ def run_settings(config: BenchConfig, model_checksum: str) -> Settings:
         seeds=config.seeds,
         model_checksum=model_checksum,
     )
+
+
+def row_intensity(config: BenchConfig, dataset: str) -> str:
+    """The intensity mode of a row of `dataset`; a joint row ("a+b") names each part's mode when
+    they differ ("bbbc021:raw+bray:dtype")."""
+    parts = dataset.split("+")
+    modes = [config.intensity_for(part) for part in parts]
+    if len(set(modes)) == 1:
+        return modes[0]
+    return "+".join(f"{part}:{mode}" for part, mode in zip(parts, modes, strict=True))
+
+
+def stamp_intensity(frame: pd.DataFrame, config: BenchConfig) -> pd.DataFrame:
+    """`frame` with each row's `intensity` the mode its dataset was read with (per-dataset modes)."""
+    if not config.dataset_intensity or frame.empty:
+        return frame
+    return frame.assign(intensity=[row_intensity(config, d) for d in frame["dataset"]])

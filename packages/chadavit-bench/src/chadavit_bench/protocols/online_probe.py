@@ -1,13 +1,14 @@
 """The authors' linear probe (`--protocol paper`): a linear classifier trained on features of
 freshly augmented training images every epoch, the encoder frozen.
 
-Their training transform is RandomResizedCrop(224, scale 0.08-1) + horizontal flip, no
-normalisation (src/data/classification_dataloader.py, the `T_train` pipelines, in
-github.com/nicoboou/chadavit); the head is trained with their schedule
-(chadavit_bench.protocols.paper_heads) on raw, unstandardised features, and evaluated on the
-evaluation split prepared as their `T_val` (Resize 256 + CenterCrop 224). The encoder being frozen,
-computing an epoch's features before the head's steps of that epoch is the same as computing them
-batch by batch.
+Their training transform is RandomResizedCrop(224) + horizontal flip, no normalisation
+(src/data/classification_dataloader.py, the `T_train` pipelines, in github.com/nicoboou/chadavit),
+the crop's scale range set per dataset (0.2-1 for BBBC048, 0.9-1 for BloodMNIST and CyclOPS,
+0.08-1 otherwise: chadavit_bench.protocol.PAPER_CROP_SCALES cites the lines); the head is
+trained with their schedule (chadavit_bench.protocols.paper_heads) on raw, unstandardised
+features, and evaluated on the evaluation split prepared as their `T_val` (Resize 256 +
+CenterCrop 224). The encoder being frozen, computing an epoch's features before the head's steps
+of that epoch is the same as computing them batch by batch.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from chadavit.data.augment import AugmentConfig, geometric_view, sample_geometry
 from chadavit_bench.protocols.metrics import classification_metrics
 from chadavit_bench.protocols.paper_heads import PaperHeadConfig, fit_paper_head
 
-CROP_SCALE = (0.08, 1.0)  # their T_train RandomResizedCrop
+CROP_SCALE = (0.08, 1.0)  # their generic T_train RandomResizedCrop (classification_dataloader.py 101)
 _FLIP_ONLY = AugmentConfig(hflip_p=0.5, vflip_p=0.0, rotate90=False)
 
 
@@ -36,15 +37,24 @@ class OnlineImages:
     img_size: int
     batch_size: int = 64
     device: str = "cpu"
+    crop_scale: tuple[float, float] = CROP_SCALE  # RandomResizedCrop's range of area fractions
+    unit_range: bool = True  # pixels in [0, 1]: resampling overshoot is clipped back (not for `raw`)
 
 
-def augmented_view(image: np.ndarray, size: int, generator: torch.Generator) -> torch.Tensor:
-    """RandomResizedCrop(size, scale 0.08-1) and a horizontal flip with p 0.5, all channels together."""
+def augmented_view(
+    image: np.ndarray,
+    size: int,
+    generator: torch.Generator,
+    scale: tuple[float, float] = CROP_SCALE,
+    unit_range: bool = True,
+) -> torch.Tensor:
+    """RandomResizedCrop(size, `scale`) and a horizontal flip with p 0.5, all channels together."""
     pixels = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
     height, width = pixels.shape[-2:]
-    geometry = sample_geometry(generator, 1, height, width, CROP_SCALE, _FLIP_ONLY)
+    geometry = sample_geometry(generator, 1, height, width, scale, _FLIP_ONLY)
     counts = torch.tensor([pixels.shape[0]])
-    return geometric_view(pixels, counts, geometry, size).clamp_(0.0, 1.0)
+    view = geometric_view(pixels, counts, geometry, size)
+    return view.clamp_(0.0, 1.0) if unit_range else view
 
 
 @torch.inference_mode()
@@ -76,7 +86,10 @@ def run_online_probe(
     augment = torch.Generator().manual_seed(seed + 1)  # views; the head's own generator orders batches
 
     def epoch(generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        views = [augmented_view(images.read(p), images.img_size, augment) for p in positions]
+        views = [
+            augmented_view(images.read(p), images.img_size, augment, images.crop_scale, images.unit_range)
+            for p in positions
+        ]
         features = torch.cat(
             [encode(model, views[s : s + images.batch_size], kind, images.device)
              for s in range(0, len(views), images.batch_size)]

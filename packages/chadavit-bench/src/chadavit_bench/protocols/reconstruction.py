@@ -89,11 +89,14 @@ def run_reconstruction(
     query_targets: np.ndarray,
     seed: int,
     config: ReconstructionConfig = ReconstructionConfig(),
+    unit_range: bool = True,
 ) -> dict[str, float]:
     """Train the decoder on (features, target images) and score it on the query split.
 
     `train` is (N, D) for the CLS decoder or (N, h, w, D) for the token-map decoder; targets are
-    (N, S, S) in [0, 1] with S = `config.target_size`.
+    (N, S, S) in [0, 1] with S = `config.target_size`; with `unit_range` false (raw counts), the
+    decoder learns the targets divided by their training maximum and its predictions are scaled
+    back, so the metrics are in the targets' own units.
     """
     size = config.target_size
     if train_targets.shape[1:] != (size, size):
@@ -105,7 +108,8 @@ def run_reconstruction(
     decoder = decoder_type(train.shape[-1], config)
     optimiser = torch.optim.Adam(decoder.parameters(), lr=config.learning_rate)
     x = torch.from_numpy(train_z)
-    y = torch.from_numpy(train_targets.astype(np.float32))[:, None]
+    scale = 1.0 if unit_range else float(np.abs(train_targets).max()) or 1.0
+    y = torch.from_numpy((train_targets / scale).astype(np.float32))[:, None]
     with torch_threads(1):
         fit_minibatches(
             decoder,
@@ -118,7 +122,8 @@ def run_reconstruction(
             generator=generator,
         )
     with torch.no_grad():
-        predicted = decoder(torch.from_numpy(query_z))[:, 0].clamp(0.0, 1.0).numpy()
+        # Targets in [0, 1] (scaled ones too): clip the decoder's overshoot, then back to their units.
+        predicted = decoder(torch.from_numpy(query_z))[:, 0].clamp(0.0, 1.0).numpy() * scale
     metrics = {k: v for k, v in regression_metrics(query_targets, predicted).items() if k != "pearson"}
     mean_image = np.broadcast_to(train_targets.mean(axis=0), query_targets.shape)
     baseline = regression_metrics(query_targets, mean_image)

@@ -97,7 +97,9 @@ def _protocol_blocks(run: dict) -> list[Block]:
     return [
         Paragraph(
             "Protocol: **paper** (`--protocol paper`): the authors' kNN sweep beside the fixed k = 20, "
-            "T = 0.07 row, Resize 256 + CenterCrop 224 image preparation, BloodMNIST at 28 px. "
+            "T = 0.07 row, Resize 256 + CenterCrop 224 image preparation, BloodMNIST at 28 px, each "
+            "dataset's pixels scaled as the authors' loaders scale them (the `intensity` column of "
+            "results.csv: raw counts for BBBC021 and Bray) unless `--intensity` was given. "
             "docs/bench.md lists what differs from the default protocol."
         )
     ]

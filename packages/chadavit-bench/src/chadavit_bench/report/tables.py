@@ -72,6 +72,7 @@ def dataset_table(run: dict) -> pd.DataFrame:
             "fit / eval split": "all images"
             if d["kind"] == "joint"
             else f"{d['fit_split']} / {d['eval_split']}",
+            "intensity": d.get("intensity", "unrecorded"),  # absent from run.json before it was kept
         }
         for name, d in sorted(run.get("datasets", {}).items())
     ]

@@ -95,6 +95,7 @@ def run(context: ModelContext, datasets: tuple[str, ...]) -> TaskOutput:
         f1: dict[tuple[str, str], float] = {}
         exported: dict[str, np.ndarray] = {}
         official: list[dict] = []
+        partly_seen: list[str] = []  # a fixed-channel model's subsets of more channels than it takes
         for name, dataset in found.items():
             assert isinstance(dataset, ChammiDataset) and dataset.sub is not None
             sub = dataset.sub
@@ -120,6 +121,9 @@ def run(context: ModelContext, datasets: tuple[str, ...]) -> TaskOutput:
             if mean is not None:
                 metrics["f1_macro_ood_mean"] = mean
             output.rows += context.rows(metrics, name, "chammi", kind, 1.0, 0)
+            partial = context.channel_subset_flags(name, "chammi", kind)
+            output.flags += partial
+            partly_seen += [name] if partial else []
             official += [
                 {"dataset": sub.folder, "task": s.task, "classifier": "knn", "accuracy": s.accuracy,
                  "f1_score_macro": s.f1_macro}
@@ -136,6 +140,9 @@ def run(context: ModelContext, datasets: tuple[str, ...]) -> TaskOutput:
         score = chammi_score(f1)
         if score is not None:
             output.rows += context.rows({"chammi_score": score}, SCORE_DATASET, "chammi", kind, 1.0, 0)
+            if partly_seen:
+                reason = f"{context.label} saw only the first channels of {', '.join(partly_seen)}"
+                output.flags.append(Flag(context.label, SCORE_DATASET, "chammi", kind, reason))
         elif official and kind == kinds[0]:  # one skip, not one per feature kind
             output.skips.append(
                 Skip("chammi", SCORE_DATASET, context.label, "the CHAMMI score needs all six OOD tasks of "

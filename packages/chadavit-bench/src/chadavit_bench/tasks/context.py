@@ -97,11 +97,28 @@ class ModelContext:
         """The channel count a fixed-channel model (the standard ViT) takes, else None."""
         return getattr(self.loaded.model, "in_channels", None)
 
+    def channel_subset_flags(self, name: str, task: str, kind: str) -> list[Flag]:
+        """A flag on the rows of a fixed-channel model that saw only the first channels of `name`.
+
+        The authors train their standard ViT on the first 3 channels of the images that have at
+        least 3 (`IDRCell100K_3Channels`, src/data/custom_datasets.py lines 223-299 of
+        github.com/nicoboou/chadavit); the bench feeds every dataset to it the same way, and says so."""
+        fixed, dataset = self.fixed_channels, self.found[name]
+        if fixed is None or dataset.n_channels <= fixed:
+            return []
+        seen = ", ".join(dataset.channel_names[:fixed])
+        reason = (
+            f"{self.label} takes {fixed}-channel images: it saw {seen} of the {dataset.n_channels} "
+            f"channels of {name}"
+        )
+        return [Flag(self.label, name, task, kind, reason)]
+
     def usable_features(
         self, name: str, task: str, metric: str, output: TaskOutput
     ) -> Iterator[tuple[str, np.ndarray]]:
         """(kind, features) of each configured feature kind of dataset `name` that is finite; the
-        others add their NaN `metric` row and flag to `output` (see `unusable_features`)."""
+        others add their NaN `metric` row and flag to `output` (see `unusable_features`). A
+        fixed-channel model skips a dataset with fewer channels and flags one with more."""
         fixed, channels = self.fixed_channels, self.found[name].n_channels
         if fixed is not None and channels < fixed:
             reason = f"{self.label} takes {fixed}-channel images; {name} has {channels}"
@@ -119,6 +136,7 @@ class ModelContext:
             x = self.embeddings(name, setting).features(kind)
             unusable = self.unusable_features(x, name, task, kind, metric)
             if unusable is None:
+                output.flags += self.channel_subset_flags(name, task, kind)
                 yield kind, x
             else:
                 output.add(unusable)
@@ -126,7 +144,9 @@ class ModelContext:
     def _all_tokens_fit(self, name: str, task: str, output: TaskOutput) -> bool:
         """Whether dataset `name`'s flattened patch tokens fit the limit; if not, a listed skip."""
         config = self.config
-        size = all_tokens_bytes(self.loaded.model, self.found[name], config.img_size, config.device)
+        size = all_tokens_bytes(
+            self.loaded.model, self.found[name], config.img_size, config.device, self.fixed_channels
+        )
         if size <= config.all_tokens_max_bytes:
             return True
         reason = (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from chadavit_bench.embed import save_npz
@@ -39,6 +41,9 @@ def run(context: ModelContext, datasets: tuple[str, ...]) -> TaskOutput:
         except JointEmbeddingError as error:
             return TaskOutput(skips=[Skip("joint", pair, context.label, str(error))])
         output.rows += context.rows(result.metrics, pair, "joint", kind, 1.0, 0)
+        for name in datasets:  # a standard ViT: the first 3 channels of each (the flag names them)
+            partial = context.channel_subset_flags(name, "joint", kind)
+            output.flags += [dataclasses.replace(flag, dataset=pair) for flag in partial]
         if for_figure and result.umap is not None:
             save_npz(
                 context.out / "artifacts" / "joint" / f"{slug(context.label)}.npz",

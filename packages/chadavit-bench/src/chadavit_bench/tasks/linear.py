@@ -3,6 +3,7 @@ standardised features (default), or the authors' probe on augmented images (`--p
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from chadavit_bench.report.context import ReportContext
@@ -16,16 +17,29 @@ from chadavit_bench.tasks.selection import EachOfKind
 
 
 def run(context: ModelContext, datasets: tuple[str, ...]) -> TaskOutput:
+    from chadavit_bench.imaging import in_unit_range
     from chadavit_bench.protocols.linear import run_linear_probe  # scikit-learn: only when a task runs
     from chadavit_bench.protocols.lowdata import stratified_subset
-    from chadavit_bench.protocols.online_probe import OnlineImages, run_online_probe
+    from chadavit_bench.protocols.online_probe import CROP_SCALE, OnlineImages, run_online_probe
 
     (name,) = datasets
     dataset, fit, evaluate = context.splits(name)
     labels = dataset.labels(range(len(dataset)))
     warning = one_class(labels[fit], labels[evaluate], dataset.class_names)
     config = context.config
-    images = OnlineImages(dataset.read, config.img_size, config.batch_size, config.device)
+    fixed = context.fixed_channels  # a standard ViT sees the first channels, as its embeddings do
+
+    def read(index: int) -> np.ndarray:
+        return dataset.read(index)[:fixed]
+
+    images = OnlineImages(
+        read,
+        config.img_size,
+        config.batch_size,
+        config.device,
+        crop_scale=dict(config.online_crop_scales).get(name, CROP_SCALE),
+        unit_range=in_unit_range(dataset.intensity),
+    )
     output = TaskOutput()
     for kind, x in context.usable_features(name, "linear", "accuracy", output):
         for fraction in config.fractions:
