@@ -315,3 +315,24 @@ def test_the_standard_vit_on_reconstruction_and_joint(synthetic_root: Path, tmp_
             "standard_vit_tiny takes 3-channel images: it saw DNA, ER, RNA of the 5 channels of bray",
         )
     ]
+
+
+def test_the_standard_vit_on_chammi_says_which_channels_it_saw(synthetic_root: Path, tmp_path: Path) -> None:
+    from chadavit_bench.models import load_model, parse_model_spec
+    from chadavit_bench.tasks import REGISTRY
+    from chadavit_bench.tasks.context import ModelContext
+
+    names = ("chammi-allen", "chammi-cp", "chammi-hpa")  # 3, 5 and 4 channels
+    found, _ = discover(synthetic_root, names=list(names))
+    config = BenchConfig(img_size=32, workers=1, seeds=1, features=("cls",))
+    context = ModelContext(load_model(parse_model_spec(TINY_STANDARD_VIT), "cpu"), found, config, tmp_path)
+    output = REGISTRY["chammi"].run(context, names)
+    assert {r.dataset for r in output.rows} == {*names, "chammi"}
+    flagged = {
+        f.dataset: f.reason
+        for f in output.flags
+        if "takes 3-channel images" in f.reason or "saw only" in f.reason
+    }
+    assert set(flagged) == {"chammi-hpa", "chammi-cp", "chammi"}
+    assert flagged["chammi-cp"].endswith("it saw nucleus, er, rna of the 5 channels of chammi-cp")
+    assert flagged["chammi"] == "standard_vit_tiny saw only the first channels of chammi-cp, chammi-hpa"
