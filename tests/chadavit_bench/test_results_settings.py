@@ -71,3 +71,24 @@ def test_a_table_from_before_settings_were_recorded_reads_as_unrecorded(tmp_path
     frame = read_results(tmp_path)
     assert frame is not None and list(frame.columns) == list(COLUMNS)
     assert frame.loc[0, "intensity"] == "unrecorded" and frame.loc[0, "img_size"] == 0
+
+
+def test_per_dataset_intensity_modes_label_only_what_differs_within_a_dataset() -> None:
+    from chadavit_bench.compare import check_same_settings
+    from chadavit_bench.results import Settings, summarise
+
+    def rows(model: str, modes: dict[str, str]) -> pd.DataFrame:
+        frames = [
+            to_frame(
+                [Row(model, name, "knn", "cls", 1.0, 0, "accuracy", 0.5)], Settings(32, mode, "p", 5, "c")
+            )
+            for name, mode in modes.items()
+        ]
+        return pd.concat(frames, ignore_index=True)
+
+    paper = {"bloodmnist": "dtype", "cyclops": "clip255"}  # --protocol paper: one mode per dataset
+    same = summarise(pd.concat([rows("a", paper), rows("b", paper)], ignore_index=True))
+    assert set(same["model"]) == {"a", "b"}  # no label suffix: each dataset was read one way
+    check_same_settings(same, "a", "b")  # and compare accepts the pair
+    mixed = summarise(pd.concat([rows("a", paper), rows("b", {**paper, "cyclops": "dataset"})]))
+    assert "b · intensity=dataset" in set(mixed["model"])
