@@ -235,6 +235,8 @@ def test_the_paper_protocol_scales_each_dataset_as_the_authors_loaders(
     expected = np.array([[[0, 100 / 255, 1, 1, 1]]], dtype=np.float32)
     assert np.array_equal(scale_to_unit(counts, "clip255"), expected)
     assert scale_to_unit(counts, "raw").tolist() == [[[0.0, 100.0, 255.0, 300.0, 4000.0]]]
+    with pytest.raises(ValueError, match="NaN intensities"):
+        scale_to_unit(np.array([[[np.nan, 1.0]]]), "clip255")
     found, _ = discover(synthetic_root, names=["cyclops"])
     raw = apply_intensity(found["cyclops"], "raw").read(0)
     clipped = apply_intensity(found["cyclops"], "clip255").read(0)

@@ -68,7 +68,10 @@ def scale_to_unit(planes: np.ndarray, intensity: str = "dtype", window: Window |
     if intensity == "raw":
         return planes.astype(np.float32)
     if intensity == "clip255":
-        return (np.floor(np.clip(planes.astype(np.float64), 0, 255)) / 255).astype(np.float32)
+        clipped = np.floor(np.clip(planes.astype(np.float64), 0, 255))
+        if np.isnan(clipped).any():  # as chadavit.preprocess refuses them in the other modes
+            raise ValueError("the image holds NaN intensities")
+        return (clipped / 255).astype(np.float32)
     if intensity == "dataset":
         if window is None:
             raise ValueError("intensity 'dataset' needs the window fitted on the fit split")
