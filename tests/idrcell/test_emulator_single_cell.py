@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 from scipy import ndimage
 
 from idrcell.emulator import CatalogueSpecError, load_catalogue
-from idrcell.emulator.pixels import COMPARTMENTS, localised, synthesize_plane
+from idrcell.emulator.pixels import COMPARTMENTS, _structure_signal, cell_field, localised, synthesize_plane
 
 
 def _demo_spec() -> dict:
@@ -80,5 +80,48 @@ def test_per_image_localisation_varies_a_channel_between_images_not_between_plan
         ch.structure for ch in image.channels
     ]
     study["localisation"] = "random"
-    with pytest.raises(CatalogueSpecError, match=r"localisation: must be one of fixed, per_image"):
+    expected = r"localisation: must be one of fixed, per_image, per_image_all"
+    with pytest.raises(CatalogueSpecError, match=expected):
         load_catalogue(spec)
+
+
+def test_per_image_all_localisation_draws_the_first_channel_too():
+    spec = _demo_spec()
+    study = next(s for s in spec["studies"] if s["study"] == "idr0916-emu-organelles")
+    study["localisation"] = "per_image_all"
+    images = [i for i in load_catalogue(spec).images.values() if i.study == study["study"] and i.size_c == 4]
+    firsts = {localised(i, 0, i.channels[0].structure, seed=0) for i in images}
+    # No counterstain: the first channel shows most compartments across a few dozen images.
+    assert len(firsts) >= 5 and firsts <= set(COMPARTMENTS)
+
+
+def _at_32_px(structure: str, seed: int) -> np.ndarray:
+    """One structure of a single-cell image of the demo catalogue, scaled to [0, 1] at 32 x 32 px."""
+    image = next(i for i in load_catalogue("demo").images.values() if i.study == "idr0916-emu-organelles")
+    signal = _structure_signal(structure, cell_field(image, seed, 0), np.random.default_rng(seed))
+    signal = (signal - signal.min()) / (np.ptp(signal) + 1e-6)
+    return np.asarray(PILImage.fromarray(signal.astype(np.float32)).resize((32, 32), PILImage.BILINEAR))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_centrosomes_are_two_bodies_either_side_of_the_centre_at_32_px(seed: int):
+    plane = _at_32_px("centrosomes", seed)
+    bodies, count = ndimage.label(plane > 0.3)
+    assert count == 2
+    first, second = (np.array(c) for c in ndimage.center_of_mass(plane, bodies, [1, 2]))
+    # On opposite sides of the cell's centre, a few pixels apart.
+    midpoint = (first + second) / 2
+    assert np.all(np.abs(midpoint - 15.5) < 6) and np.linalg.norm(first - second) > 4
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_stress_fibres_are_parallel_bundles_at_32_px(seed: int):
+    plane = _at_32_px("stress_fibres", seed)
+    # Parallel lines: the image's gradients all point along one axis (a strong structure-tensor
+    # anisotropy), and several separate bundles cross the cell.
+    gy, gx = np.gradient(plane)
+    tensor = np.array([[np.sum(gy * gy), np.sum(gy * gx)], [np.sum(gy * gx), np.sum(gx * gx)]])
+    low, high = np.linalg.eigvalsh(tensor)
+    assert low / high < 0.35
+    _, count = ndimage.label(plane > 0.4)
+    assert count >= 3

@@ -16,12 +16,14 @@ STRUCTURES: tuple[str, ...] = (
     "puncta",
     "membrane",
     "filaments",
+    "centrosomes",
+    "stress_fibres",
     "brightfield",
     "real_cell",
     "real_nuclei",
 )
 CELL_LAYOUTS: tuple[str, ...] = ("field", "single")
-LOCALISATIONS: tuple[str, ...] = ("fixed", "per_image")
+LOCALISATIONS: tuple[str, ...] = ("fixed", "per_image", "per_image_all")
 STUDY_INFO_NS = "idr.openmicroscopy.org/study/info"
 
 
@@ -59,7 +61,9 @@ class Image:
     dataset_id: int | None = None
     project_id: int | None = None
     cell_layout: str = "field"  # "field": many cells; "single": one cell near the centre (pixels.py)
-    localisation: str = "fixed"  # "fixed": one structure per channel; "per_image": drawn per image
+    # "fixed": one structure per channel; "per_image": drawn per image for every channel but the first
+    # (the nuclear counterstain); "per_image_all": for the first too (a panel with no counterstain).
+    localisation: str = "fixed"
 
     @property
     def size_c(self) -> int:

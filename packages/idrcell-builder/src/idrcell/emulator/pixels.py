@@ -176,6 +176,28 @@ def _structure_signal(structure: str, cells: CellField, rng: np.random.Generator
         cortex = 0.3 * np.exp(-(((radial - 0.95) / 0.1) ** 2))
         inside = _soft_step(radial - 1.0, 0.15)  # fibres end at the cell's edge
         return ndimage.gaussian_filter(np.clip(lines, 0, 1.5) * inside + cortex, 0.8)
+    if structure == "centrosomes":
+        # Two compact bodies on either side of the nucleus, on an axis drawn per cell.
+        bodies = np.zeros(shape, dtype=np.float32)
+        rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+        for index, (centre, radius) in enumerate(zip(cells.centres, cells.radii, strict=True)):
+            angle = rng.uniform(0, np.pi)
+            offset = 0.55 * radius * np.array([np.sin(angle), np.cos(angle)])
+            for body in (centre + offset, centre - offset):
+                distance = np.hypot(rows - body[0], cols - body[1]) / (0.28 * radius)
+                bodies = np.maximum(bodies, _soft_step(distance - 1.0, 0.4) * cells.brightness[index, 2])
+        return ndimage.gaussian_filter(bodies * texture, 0.8 * scale) + 0.06 * _soft_step(radial - 1.0, 0.3)
+    if structure == "stress_fibres":
+        # Parallel bundles across each cell at one angle per cell, as actin stress fibres lie.
+        rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+        angles = rng.uniform(0, np.pi, size=len(cells.radii))[labels]
+        rows = rows - cells.centres[labels, 0]
+        cols = cols - cells.centres[labels, 1]
+        along = rows * np.sin(angles) + cols * np.cos(angles)  # across the bundles
+        period = 0.6 * cells.radii[labels]
+        fibres = (0.5 * (1.0 + np.cos(2 * np.pi * along / period))) ** 3
+        inside = _soft_step(radial - 0.9, 0.15)
+        return ndimage.gaussian_filter(fibres * inside * cells.brightness[labels, 1] * texture, 0.6 * scale)
     # Bright-field: grey background, dark-and-bright rims around cells, a faint nucleus.
     mask = ndimage.gaussian_filter(_soft_step(radial - 1.0, 0.2), 2.0 * scale)
     rim = (np.gradient(mask, axis=0) + np.gradient(mask, axis=1)) * scale
@@ -224,17 +246,28 @@ def _real_signal(name: str, shape: tuple[int, int], rng: np.random.Generator) ->
 
 
 # Compartments a tagged protein can be found in, for studies whose `localisation` is "per_image".
-COMPARTMENTS: tuple[str, ...] = ("nuclei", "cytoplasm", "puncta", "membrane", "filaments")
+COMPARTMENTS: tuple[str, ...] = (
+    "nuclei",
+    "cytoplasm",
+    "puncta",
+    "membrane",
+    "filaments",
+    "centrosomes",
+    "stress_fibres",
+)
 
 
 def localised(image: Image, channel_index: int, structure: str, seed: int) -> str:
     """The structure a channel shows in this image.
 
     In a localisation screen each well images another tagged protein, so a fluorescent channel
-    (not the first, the nuclear counterstain) shows another compartment from image to image; the
-    draw is per (image, channel), the same at every z and t.
+    shows another compartment from image to image; the draw is per (image, channel), the same at
+    every z and t. `per_image` keeps the first channel as the nuclear counterstain; `per_image_all`
+    draws it too, so that no channel position always shows the same structure.
     """
-    if image.localisation != "per_image" or channel_index == 0 or structure not in COMPARTMENTS:
+    if image.localisation == "fixed" or structure not in COMPARTMENTS:
+        return structure
+    if image.localisation == "per_image" and channel_index == 0:
         return structure
     rng = np.random.default_rng([seed, image.id, channel_index, 0x10CA])
     return COMPARTMENTS[int(rng.integers(len(COMPARTMENTS)))]
