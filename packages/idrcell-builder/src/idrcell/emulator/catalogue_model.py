@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 PIXEL_TYPES: tuple[str, ...] = ("uint8", "uint16", "float")
-STRUCTURES: tuple[str, ...] = (
+# Compartments a fluorescent stain or a tagged protein shows; a localisation screen draws among them.
+COMPARTMENTS: tuple[str, ...] = (
     "nuclei",
     "cytoplasm",
     "puncta",
@@ -18,10 +19,8 @@ STRUCTURES: tuple[str, ...] = (
     "filaments",
     "centrosomes",
     "stress_fibres",
-    "brightfield",
-    "real_cell",
-    "real_nuclei",
 )
+STRUCTURES: tuple[str, ...] = (*COMPARTMENTS, "brightfield", "real_cell", "real_nuclei")
 CELL_LAYOUTS: tuple[str, ...] = ("field", "single")
 LOCALISATIONS: tuple[str, ...] = ("fixed", "per_image", "per_image_all")
 STUDY_INFO_NS = "idr.openmicroscopy.org/study/info"

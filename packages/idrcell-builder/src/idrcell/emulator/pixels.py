@@ -24,6 +24,7 @@ from scipy import ndimage
 from skimage import draw, transform
 
 from idrcell.emulator.catalogue import Channel, Image
+from idrcell.emulator.catalogue_model import COMPARTMENTS
 
 logger = logging.getLogger(__name__)
 
@@ -243,18 +244,6 @@ def _real_signal(name: str, shape: tuple[int, int], rng: np.random.Generator) ->
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     return transform.resize(crop, shape, order=1, mode="reflect", anti_aliasing=False).astype(np.float32)
-
-
-# Compartments a tagged protein can be found in, for studies whose `localisation` is "per_image".
-COMPARTMENTS: tuple[str, ...] = (
-    "nuclei",
-    "cytoplasm",
-    "puncta",
-    "membrane",
-    "filaments",
-    "centrosomes",
-    "stress_fibres",
-)
 
 
 def localised(image: Image, channel_index: int, structure: str, seed: int) -> str:
