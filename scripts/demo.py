@@ -64,7 +64,7 @@ SIZES = {
     # What scripts/pretrain_vs_random.py taught (docs/bench.md): single cells at 32 px, 8 px
     # patches, a shallow model, the DINO settings of that script, and enough steps.
     "full": DemoSize(
-        images_per_experiment=30, epochs=12, steps_per_epoch=50, batch_size=32, local_crops=4,
+        images_per_experiment=100, epochs=12, steps_per_epoch=50, batch_size=32, local_crops=4,
         depth=4, scale=4, seeds=2,
     ),
     # The same pipeline in about a minute of training.

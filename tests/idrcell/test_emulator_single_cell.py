@@ -64,12 +64,12 @@ def test_cell_layout_is_per_study_and_checked():
 
 def test_per_image_localisation_varies_a_channel_between_images_not_between_planes():
     spec = _demo_spec()
-    study = next(s for s in spec["studies"] if s["study"] == "idr0916-emu-organelles")
+    study = next(s for s in spec["studies"] if s["study"] == "idr0913-emu-spindle")
     assert study["localisation"] == "per_image"  # as `make demo` pretrains on
     catalogue = load_catalogue(spec)
-    images = [i for i in catalogue.images.values() if i.study == study["study"] and i.size_c == 4]
+    images = [i for i in catalogue.images.values() if i.study == study["study"] and i.size_c == 3]
     assert all(i.localisation == "per_image" for i in images)
-    shown = {tuple(localised(i, c, i.channels[c].structure, seed=0) for c in range(4)) for i in images}
+    shown = {tuple(localised(i, c, i.channels[c].structure, seed=0) for c in range(3)) for i in images}
     # The nuclear counterstain stays; the other channels show other compartments from image to image.
     assert {combo[0] for combo in shown} == {"nuclei"} and len(shown) >= 10
     assert all(set(combo) <= set(COMPARTMENTS) for combo in shown)
@@ -88,7 +88,7 @@ def test_per_image_localisation_varies_a_channel_between_images_not_between_plan
 def test_per_image_all_localisation_draws_the_first_channel_too():
     spec = _demo_spec()
     study = next(s for s in spec["studies"] if s["study"] == "idr0916-emu-organelles")
-    study["localisation"] = "per_image_all"
+    assert study["localisation"] == "per_image_all"  # as `make demo` pretrains on
     images = [i for i in load_catalogue(spec).images.values() if i.study == study["study"] and i.size_c == 4]
     firsts = {localised(i, 0, i.channels[0].structure, seed=0) for i in images}
     # No counterstain: the first channel shows most compartments across a few dozen images.
