@@ -1,7 +1,8 @@
 """The training input pipeline, a webdataset pipeline per loader stream.
 
-shard list -> split by node (rank) -> split by worker (stream) -> `wds.tarfile_to_samples` (broken
-members counted and skipped) -> seeded `wds.shuffle` -> decode -> channel-count buckets -> batches
+shard list -> split by node (rank) -> split by worker (stream) -> tar members read by seeking and
+grouped into samples by webdataset's `group_by_keys` (damaged shards counted and skipped) -> seeded
+`wds.shuffle` -> decode -> channel-count buckets -> batches
 -> numbered steps -> views. The stages webdataset does not have are in `chadavit.data.stages`.
 
 Determinism is the design constraint: what batch `s` of epoch `e` on rank `r` holds is a pure
@@ -23,7 +24,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -52,14 +52,13 @@ from chadavit.data.stages import (
     Sample,
     ShardPasses,
     ShardRef,
-    deal_samples,
     number_steps,
+    read_samples,
     split_shards,
 )
 from chadavit.seeding import augment_generator, derive_seed, seeded_generator
 
 logger = logging.getLogger(__name__)
-_FILE_NAME = re.compile(r"name='([^']*)'")  # in the repr of an open file
 _WORKER_START = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
 
 
@@ -279,25 +278,6 @@ class SkipLog:
         self.count += 1
         logger.warning("skipping unreadable data %s: %s", where, reason)
 
-    def read_error(self, error: Exception) -> bool:
-        """webdataset's exception handler for reading tars: count, warn, and go on with the next
-        member (True) or, after a member's data failed to read, with the next shard (False)."""
-        args = getattr(error, "args", ())
-        reason = str(args[0]) if args else type(error).__name__
-        # A failure of a whole shard (opening, reading a header) comes with the shard's URL appended
-        # to the arguments. A member whose data failed comes with only " @ <file object>" appended to
-        # the message: the tar stream has lost its place there, so the shard ends now (one report)
-        # rather than at the next header (a second report of the same damage).
-        url = next((arg for arg in reversed(args[1:]) if isinstance(arg, str)), None)
-        in_member = url is None and " @ " in reason
-        if in_member:
-            reason, _, stream = reason.rpartition(" @ ")
-            named = _FILE_NAME.search(stream)
-            url = named.group(1) if named else None
-        shard = Path(url).name if url else "in a shard"
-        self.skip(shard, f"shard is truncated or corrupt: {type(error).__name__}: {reason}")
-        return not in_member
-
     def is_new(self, sample: Sample) -> bool:
         return sample["__key__"] not in self.broken
 
@@ -369,16 +349,12 @@ def channel_names_of(sample: DecodedSample, normaliser: ChannelNormaliser) -> tu
 def stream_pipeline(plan: EpochPlan, stream: int) -> wds.DataPipeline:
     """The `MultiCropBatch`es of loader stream `stream`: steps stream, stream + n_streams, ..."""
     data = plan.data
-    # webdataset opens each shard with `GOPEN_BUFFER` bytes of buffering (Python's 8 KiB default
-    # otherwise) and reads it as a stream in 10 KiB blocks: 1 MiB means one read call per MiB.
-    os.environ.setdefault("GOPEN_BUFFER", str(1 << 20))
     shards = stream_shards(plan, stream)
     skips = SkipLog()
     ids = (plan.seed, plan.epoch, plan.rank, stream)
     passes = wds.DataPipeline(
         ShardPasses(shards, "pass", *ids),
-        wds.tarfile_to_samples(handler=skips.read_error),
-        deal_samples(shards),
+        read_samples(shards, skips.skip),
         wds.select(skips.is_new),
     ).repeat()  # pass after pass until the steps are done; stops after a pass that read nothing
     # A buffer larger than the part would only hold repeats of it before the first sample leaves.

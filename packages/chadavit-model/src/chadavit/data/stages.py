@@ -1,13 +1,15 @@
 """The project's own stages of the training pipeline, in webdataset's style (functions over iterators).
 
-webdataset reads the tars, shuffles and batches; these stages add what the determinism rules of
-`chadavit.data.loader` need and webdataset leaves to its user:
+webdataset groups tar members into samples, shuffles and batches; these stages add what the
+determinism rules of `chadavit.data.loader` need and webdataset leaves to its user, and a faster
+tar reader:
 - `split_shards`: one part of a shard list for an explicit rank or stream. webdataset's
   `split_by_node` and `split_by_worker` read the rank from the process's environment and deal whole
   shards only; here, when there are fewer shards than parts, every shard is kept and its samples
   are dealt instead;
 - `ShardPasses`: the source of one pass over a part, its shards in a fresh seeded order per pass;
-- `deal_samples`: the samples a dealt shard gives its part, by their position in the tar;
+- `read_samples`: the samples of the part's shards, the tar read by seeking (a dealt shard's other
+  samples are not read);
 - `number_steps`: a stream's fixed number of batches, numbered with their global step.
 """
 
@@ -16,12 +18,13 @@ from __future__ import annotations
 import tarfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 import webdataset as wds
 from torch.utils.data import IterableDataset
-from webdataset.tariterators import base_plus_ext
+from webdataset.tariterators import base_plus_ext, group_by_keys
 
 from chadavit.data.shards import DataError
 from chadavit.seeding import seeded_generator
@@ -82,46 +85,63 @@ class ShardPasses(IterableDataset):
             yield {"url": self.urls[index]}
 
 
-def sample_positions(url: str) -> dict[str, int]:
-    """Each sample key of a shard with its position, from the tar headers alone (data is seeked over).
+def _members(shard: ShardRef) -> Iterator[dict[str, Any]]:
+    """The shard's members of the part as webdataset's `tar_file_expander` yields them
+    (`fname`, `data`, `__url__`), read by seeking; raises `tarfile.TarError` or `OSError` where the
+    shard is damaged, after the members before the damage.
 
-    Keys are cut from member names as `tarfile_to_samples` cuts them. A damaged shard gives the
-    samples whose headers were readable.
+    A sample's position is the order in which its key first appears among the regular members, as
+    `ShardRef.size` counts samples. The headers are read in order; a kept member's data is one seek
+    and one read; the data of another part's members is not read at all.
     """
-    positions: dict[str, int] = {}
-    try:
-        with tarfile.open(url, mode="r:") as tar:
-            for member in tar:
-                key, _ = base_plus_ext(member.name)
-                if member.isreg() and key is not None:
-                    positions.setdefault(key, len(positions))
-    except (OSError, tarfile.TarError, EOFError):
-        pass  # reading the shard reports the damage; here it only ends the list
-    return positions
+    with open(shard.url, "rb") as stream, tarfile.open(fileobj=stream, mode="r:") as tar:
+        positions: dict[str, int] = {}
+        for member in tar:
+            key, _ = base_plus_ext(member.name)
+            if not member.isreg() or key is None:
+                continue
+            if not shard.keeps(positions.setdefault(key, len(positions))):
+                continue
+            stream.seek(member.offset_data)
+            data = stream.read(member.size)
+            if len(data) < member.size:
+                cut = f"member {member.name} is cut after {len(data)} of {member.size} bytes"
+                raise tarfile.ReadError(cut)
+            yield {"fname": member.name, "data": data, "__url__": shard.url}
+        # `tarfile` ends its member list quietly at a cut or unreadable header; an intact tar ends with
+        # a block of zeros there.
+        stream.seek(tar.offset)
+        end = stream.read(tarfile.BLOCKSIZE)
+        if len(end) < tarfile.BLOCKSIZE or any(end):
+            raise tarfile.ReadError(f"no readable header at byte {tar.offset} and no end-of-archive block")
 
 
-def _deal_samples(samples: Iterator[Sample], shards: Sequence[ShardRef]) -> Iterator[Sample]:
-    """The samples of the part: all of a whole shard, the dealt ones of a shared shard.
+def _read_samples(
+    sources: Iterator[dict[str, str]], shards: Sequence[ShardRef], skip: Callable[[str, str], None]
+) -> Iterator[Sample]:
+    """webdataset samples (`__key__`, `__url__`, bytes per suffix) of the part's shards, in source order.
 
-    A shared shard is read whole (webdataset streams tars and cannot seek past a member), so a part
-    pays for reading the samples of the other parts too; positions come from the headers, read once.
+    webdataset's `tarfile_to_samples` with the tar read by seeking instead of as a stream: its
+    `tarfile` stream mode copies every member through a 10 KiB buffer (several percent of a loader
+    worker's time, docs/benchmarks.md) and cannot skip a member unread, so every part sharing a
+    shard would read all of it. Members are grouped into samples by webdataset's `group_by_keys`.
+    A damaged shard gives the samples before the damage, and `skip(shard name, reason)` once.
     """
-    dealt = {shard.url: shard for shard in shards if shard.stride > 1}
-    if not dealt:
-        yield from samples
-        return
-    positions = {url: sample_positions(url) for url in dealt}
-    for sample in samples:
-        shard = dealt.get(sample["__url__"])
-        if shard is None:
-            yield sample
-            continue
-        position = positions[shard.url].get(sample["__key__"])
-        if position is not None and shard.keeps(position):
-            yield sample
+    parts = {shard.url: shard for shard in shards}
+
+    def members() -> Iterator[dict[str, Any]]:
+        for source in sources:
+            shard = parts[source["url"]]
+            try:
+                yield from _members(shard)
+            except (OSError, tarfile.TarError, EOFError) as error:
+                skip(Path(shard.url).name, f"shard is truncated or corrupt: {type(error).__name__}: {error}")
+            yield {}  # `group_by_keys`' end of a shard: samples of two shards are never merged
+
+    return group_by_keys(members())
 
 
-deal_samples = wds.pipelinefilter(_deal_samples)
+read_samples = wds.pipelinefilter(_read_samples)
 
 
 def _number_steps(
