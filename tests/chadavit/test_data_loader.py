@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import tarfile
 from collections import Counter
@@ -228,3 +229,24 @@ def test_a_data_dir_named_like_a_url_is_read_as_a_path(
     data = DataConfig(batch_size=2, num_workers=0, shuffle_buffer=2, steps_per_epoch=3)
     batches = epoch_batches(shard_set, data, 0, 1)
     assert len(batches) == 3 and sum(b.skipped for b in batches) == 0
+
+
+def test_a_member_name_met_twice_is_skipped_and_counted_not_fatal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_shards(tmp_path, [3], image_size=32)
+    shard = sorted((tmp_path / "shards").glob("*.tar"))[0]
+    with tarfile.open(shard) as tar:
+        members = [(member, tar.extractfile(member).read()) for member in tar.getmembers()]
+    doubled = next(member for member, _ in members[3:] if member.name.endswith(".c00.png"))
+    with tarfile.open(shard, "w") as tar:  # the shard again, one sample's first channel written twice
+        for member, data in members:
+            tar.addfile(member, io.BytesIO(data))
+            if member is doubled:
+                tar.addfile(member, io.BytesIO(data))
+    data = DataConfig(batch_size=1, num_workers=0, shuffle_buffer=0, steps_per_epoch=3)
+    with caplog.at_level(logging.WARNING, logger="chadavit.data.loader"):
+        batches = epoch_batches(ShardSet.scan(tmp_path), data, 0, 1)
+    assert len({key for b in batches for key in b.keys}) == 3  # the sample itself is kept
+    assert sum(b.skipped for b in batches) == 1
+    assert any("duplicate" in r.getMessage() and shard.name in r.getMessage() for r in caplog.records)

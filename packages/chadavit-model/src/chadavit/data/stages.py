@@ -15,6 +15,7 @@ tar reader:
 
 from __future__ import annotations
 
+import os
 import tarfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -95,6 +96,7 @@ def _members(shard: ShardRef) -> Iterator[dict[str, Any]]:
     and one read; the data of another part's members is not read at all.
     """
     with open(shard.url, "rb") as stream, tarfile.open(fileobj=stream, mode="r:") as tar:
+        file_size = os.fstat(stream.fileno()).st_size
         positions: dict[str, int] = {}
         for member in tar:
             key, _ = base_plus_ext(member.name)
@@ -102,12 +104,12 @@ def _members(shard: ShardRef) -> Iterator[dict[str, Any]]:
                 continue
             if not shard.keeps(positions.setdefault(key, len(positions))):
                 continue
+            # Checked before reading: a header may claim any size, and a read allocates what it asks for.
+            if member.offset_data + member.size > file_size:
+                present = max(file_size - member.offset_data, 0)
+                raise tarfile.ReadError(f"member {member.name} is cut after {present} of {member.size} bytes")
             stream.seek(member.offset_data)
-            data = stream.read(member.size)
-            if len(data) < member.size:
-                cut = f"member {member.name} is cut after {len(data)} of {member.size} bytes"
-                raise tarfile.ReadError(cut)
-            yield {"fname": member.name, "data": data, "__url__": shard.url}
+            yield {"fname": member.name, "data": stream.read(member.size), "__url__": shard.url}
         # `tarfile` ends its member list quietly at a cut or unreadable header; an intact tar ends with
         # a block of zeros there.
         stream.seek(tar.offset)
@@ -128,17 +130,25 @@ def _read_samples(
     A damaged shard gives the samples before the damage, and `skip(shard name, reason)` once.
     """
     parts = {shard.url: shard for shard in shards}
+    reading = ""  # the shard whose members `group_by_keys` is grouping
 
     def members() -> Iterator[dict[str, Any]]:
+        nonlocal reading
         for source in sources:
             shard = parts[source["url"]]
+            reading = Path(shard.url).name
             try:
                 yield from _members(shard)
             except (OSError, tarfile.TarError, EOFError) as error:
-                skip(Path(shard.url).name, f"shard is truncated or corrupt: {type(error).__name__}: {error}")
+                skip(reading, f"shard is truncated or corrupt: {type(error).__name__}: {error}")
             yield {}  # `group_by_keys`' end of a shard: samples of two shards are never merged
 
-    return group_by_keys(members())
+    def member_error(error: Exception) -> bool:
+        # A member name met twice in one sample: that member is dropped, the sample kept.
+        skip(reading, str(error.args[0]) if error.args else type(error).__name__)
+        return True
+
+    return group_by_keys(members(), handler=member_error)
 
 
 read_samples = wds.pipelinefilter(_read_samples)
